@@ -1,0 +1,1 @@
+"""Actor processes: batched games, local CPU copies of the networks, query phase, trajectory streaming."""

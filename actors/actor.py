@@ -1,0 +1,171 @@
+"""The actor: steps B extended games with local network copies and streams one unroll at a time.
+
+Each unroll: take the newest broadcast (weights are swapped only here, never inside an unroll),
+then for t in range(T) act under no_grad, step the games and write the step; send the unroll and
+carry its last observation into the next one (TorchBeast's overlapping unrolls).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from stackrl.config import ExperimentConfig
+from stackrl.envs.base import LEADER
+from stackrl.envs.factory import env_spec, make_stackelberg_env
+from stackrl.envs.query_phase import StackelbergObs
+from stackrl.learner.models import build_networks
+from stackrl.learner.transport import ActorEndpoint, Broadcast
+from stackrl.trajectory import Trajectory, TrajectorySpec
+
+log = logging.getLogger(__name__)
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sample a ~ softmax(logits) [N, A]; returns (actions [N] int64, log-probs [N] float32)."""
+    logp_all = torch.log_softmax(logits, dim=-1)
+    actions = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
+    logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    return actions.numpy().astype(np.int64), logp.numpy().astype(np.float32)
+
+
+class Actor:
+    """One actor: an extended batched game plus local copies of every role's network."""
+
+    def __init__(self, cfg: ExperimentConfig, actor_id: int, endpoint: ActorEndpoint):
+        self.cfg = cfg
+        self.actor_id = actor_id
+        self.endpoint = endpoint
+        seed = cfg.seed * 100_003 + actor_id
+        self.env = make_stackelberg_env(cfg.env, seed=seed)
+        self.spec = env_spec(self.env)
+        self.nets = build_networks(self.spec, cfg.model)
+        for net in self.nets.values():
+            net.eval()
+        self.generator = torch.Generator().manual_seed(seed)
+        self.unroll_length = cfg.actor.unroll_length
+        self.storage_specs = {
+            role: TrajectorySpec(
+                unroll_length=self.unroll_length,
+                num_games=self.env.num_games,
+                obs_shape=tuple(self.spec.observation_spaces[role].shape),
+                obs_dtype=self.spec.observation_spaces[role].dtype,
+                context_size=self.spec.context_size(role),
+            )
+            for role in self.spec.roles
+        }
+        self.storage = {role: s.allocate() for role, s in self.storage_specs.items()}
+        self.versions = {role: -1 for role in self.spec.roles}  # -1: no weights yet
+        self.broadcast: Broadcast | None = None
+        self.obs: StackelbergObs | None = None
+        self.unrolls = 0
+
+    # -- weights and phase ----------------------------------------------------------------------
+    def apply(self, b: Broadcast) -> None:
+        """Take in a broadcast: newer weights, and a restart of all games if the phase changed."""
+        for role, state in b.weights.items():
+            if b.versions[role] > self.versions[role]:
+                self.nets[role].load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+                self.versions[role] = b.versions[role]
+        if self.broadcast is None or b.phase_id != self.broadcast.phase_id:
+            self.env.set_leader_source(b.leader_source, b.leader_table)
+            self.obs = self.env.reset(seed=self.cfg.seed * 100_003 + self.actor_id + 7919 * b.phase_id)
+        self.broadcast = b
+
+    def wait_for_broadcast(self, timeout_s: float) -> Broadcast:
+        """Block until the learner's first broadcast arrives (or raise TimeoutError)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            b = self.endpoint.poll()
+            if b is not None:
+                self.apply(b)
+                return b
+            time.sleep(0.01)
+        raise TimeoutError(f"actor {self.actor_id}: no weights from the learner within {timeout_s:.0f}s")
+
+    # -- acting ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _act(self, role: str, obs: StackelbergObs) -> tuple[np.ndarray, np.ndarray]:
+        b = self.env.num_games
+        acting = obs.acting[role]
+        if not acting.any():
+            return np.zeros(b, np.int64), np.zeros(b, np.float32)
+        o = torch.from_numpy(obs.obs[role])
+        ctx = None
+        if role != LEADER:
+            ctx_np = obs.context if self.broadcast.follower_context else np.zeros_like(obs.context)
+            ctx = torch.from_numpy(ctx_np)
+        logits, _ = self.nets[role](o, ctx)
+        actions, logp = sample_actions(logits, self.generator)
+        return np.where(acting, actions, 0), np.where(acting, logp, 0).astype(np.float32)
+
+    def unroll(self) -> list[Trajectory]:
+        """Run T steps of all B games and return the trajectories of the roles the learner wants."""
+        assert self.broadcast is not None and self.obs is not None, "apply() a broadcast first"
+        send = self.broadcast.send_roles
+        obs = self.obs
+        episode_rows: list[np.ndarray] = []
+        env_steps = 0
+        for t in range(self.unroll_length):
+            step_actions = {}
+            for role in self.spec.roles:
+                store = self.storage[role]
+                store["obs"][t] = obs.obs[role]
+                if role != LEADER:
+                    store["context"][t] = obs.context if self.broadcast.follower_context else 0
+                a, lp = self._act(role, obs)
+                if role == LEADER:
+                    forced = obs.forced_leader >= 0
+                    a = np.where(forced, obs.forced_leader, a)
+                store["actions"][t] = a
+                store["logp"][t] = lp
+                store["valid"][t] = obs.acting[role]
+                step_actions[role] = a
+            step = self.env.step(step_actions)
+            for role in self.spec.roles:
+                self.storage[role]["rewards"][t] = step.rewards[role]
+                self.storage[role]["dones"][t] = step.dones
+            if step.dones.any():
+                episode_rows.append(np.stack([step.episode_returns[r] for r in self.spec.roles], axis=1))
+            env_steps += step.env_steps
+            obs = step.obs
+        for role in self.spec.roles:
+            self.storage[role]["obs"][self.unroll_length] = obs.obs[role]
+            if role != LEADER:
+                self.storage[role]["context"][self.unroll_length] = obs.context if self.broadcast.follower_context else 0
+        self.obs = obs
+        self.unrolls += 1
+        returns = (
+            np.concatenate(episode_rows).astype(np.float32)
+            if episode_rows
+            else np.zeros((0, len(self.spec.roles)), np.float32)
+        )
+        out = []
+        for i, role in enumerate(r for r in self.spec.roles if r in send):
+            out.append(
+                Trajectory(
+                    role=role,
+                    actor_id=self.actor_id,
+                    version=max(self.versions[role], 0),
+                    phase_id=self.broadcast.phase_id,
+                    arrays={k: v.copy() for k, v in self.storage[role].items()},
+                    episode_returns=returns,
+                    env_steps=env_steps if i == 0 else 0,
+                )
+            )
+        return out
+
+    def run(self, max_unrolls: int | None = None) -> None:
+        """The actor loop: poll weights, unroll, push; until the learner says the run is done."""
+        if self.broadcast is None:
+            self.wait_for_broadcast(self.cfg.actor.connect_deadline_s)
+        while max_unrolls is None or self.unrolls < max_unrolls:
+            b = self.endpoint.poll()
+            if b is not None:
+                self.apply(b)
+            if self.broadcast.done:
+                return
+            self.endpoint.push(self.unroll())

@@ -1,0 +1,340 @@
+"""Typed experiment configuration: nested dataclasses, strict YAML loading, validation by field name.
+
+One `ExperimentConfig` is the whole run. It is loaded from a YAML preset (deploy/configs/), edited
+by command-line overrides (`--set learner.lr_leader=0.01`), validated before any process starts and
+saved resolved to `runs/<name>/config.yaml`. Actors receive it as YAML text inside the typed
+registration reply, never as a pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dacite
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, mistyped or impossible; the message names the key."""
+
+
+def _require(cond: bool, key: str, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {why}")
+
+
+@dataclass
+class EnvConfig:
+    name: str = "prisoners_dilemma"
+    """Game: one of the iterated matrix games, `matrix` (with `payoffs`), or an Atari pricing game."""
+    payoffs: list[list[list[float]]] | None = None
+    """User bimatrix `[a_L][a_F] = [r_L, r_F]` (any number of actions); overrides a named game's table."""
+    episode_length: int | None = None
+    """Play steps per episode; None takes the game's own (10 for the iterated games, 1 for one-shot)."""
+    num_games: int = 64
+    """B: games stepped together in one actor process."""
+    queries: str = "hidden"
+    """`hidden`: a query step looks exactly like a play step to the leader; `observed`: it carries a flag."""
+    commit: bool = True
+    """The leader's query answers bind it in play on queried observations (DESIGN.md §1)."""
+    tie_break: float | None = None
+    """Weight of the leader's reward added to the follower's, so that follower ties go the leader's way
+    (strong Stackelberg). None: the largest weight that provably changes no strict preference
+    (computed by the exact solver for matrix games; 0 elsewhere)."""
+    phase_edges: list[int] = field(default_factory=lambda: [0, 250, 500, 1000, 2000])
+    """Atari pricing: agent-step edges of the leader's episode phases (K = len)."""
+    prices: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    """Atari pricing: the leader's price menu."""
+    price_scale: float = 1.0
+    """Atari pricing: a shot costs price_scale * price in game points."""
+    max_episode_steps: int = 2500
+    """Atari pricing: agent steps (4 frames each) before an episode is cut."""
+    num_threads: int = 0
+    """Atari pricing: envpool worker threads (0 = one per core)."""
+
+    def validate(self) -> None:
+        _require(self.num_games >= 1, "env.num_games", f"must be >= 1, got {self.num_games}")
+        _require(
+            self.queries in ("hidden", "observed"),
+            "env.queries",
+            f"must be 'hidden' or 'observed', got {self.queries!r}",
+        )
+        _require(
+            self.episode_length is None or self.episode_length >= 1,
+            "env.episode_length",
+            f"must be >= 1, got {self.episode_length}",
+        )
+        _require(
+            self.tie_break is None or self.tie_break >= 0,
+            "env.tie_break",
+            f"must be >= 0, got {self.tie_break}",
+        )
+        _require(self.price_scale >= 0, "env.price_scale", f"must be >= 0, got {self.price_scale}")
+        _require(len(self.prices) >= 1, "env.prices", "needs at least one price")
+        _require(
+            len(self.phase_edges) >= 1
+            and self.phase_edges[0] == 0
+            and all(a < b for a, b in zip(self.phase_edges, self.phase_edges[1:])),
+            "env.phase_edges",
+            f"must start at 0 and increase, got {self.phase_edges}",
+        )
+        if self.payoffs is not None:
+            p = self.payoffs
+            ok = (
+                len(p) >= 1
+                and all(isinstance(row, list) and len(row) == len(p[0]) for row in p)
+                and all(isinstance(c, list) and len(c) == 2 for row in p for c in row)
+            )
+            _require(ok, "env.payoffs", "must be a rectangular [n_L][n_F][2] list of (r_L, r_F) pairs")
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 64
+    """Width of the MLP layers (leader, follower heads, context embedding)."""
+    context_join: str = "concat"
+    """How a follower joins its context to its observation features: `concat` or `film`."""
+
+    def validate(self) -> None:
+        _require(self.hidden >= 1, "model.hidden", f"must be >= 1, got {self.hidden}")
+        _require(
+            self.context_join in ("concat", "film"),
+            "model.context_join",
+            f"must be 'concat' or 'film', got {self.context_join!r}",
+        )
+
+
+@dataclass
+class ActorConfig:
+    num_actors: int = 1
+    """Actor processes (each steps env.num_games games)."""
+    unroll_length: int = 30
+    """T: steps per trajectory message. Multiples of the extended episode keep returns exact."""
+    threads: int = 1
+    """torch CPU threads per actor process."""
+    connect_deadline_s: float = 60.0
+    """An actor that cannot reach the learner for this long exits non-zero."""
+
+    def validate(self) -> None:
+        _require(self.num_actors >= 1, "actor.num_actors", f"must be >= 1, got {self.num_actors}")
+        _require(self.unroll_length >= 1, "actor.unroll_length", f"must be >= 1, got {self.unroll_length}")
+        _require(self.threads >= 1, "actor.threads", f"must be >= 1, got {self.threads}")
+        _require(self.connect_deadline_s > 0, "actor.connect_deadline_s", "must be > 0")
+
+
+@dataclass
+class LearnerConfig:
+    lr_leader: float = 0.02
+    """Adam step size of the leader."""
+    lr_follower: float = 0.01
+    """Adam step size of the followers."""
+    discount: float = 1.0
+    """Per-step discount; 1 for the finite iterated games (values are undiscounted sums)."""
+    reward_scale: float = 0.1
+    """Rewards are multiplied by this inside the losses (reported values stay in raw units)."""
+    entropy_leader: float = 0.01
+    entropy_follower: float = 0.01
+    baseline_cost: float = 0.5
+    clip_rho: float = 1.0
+    """V-trace rho-bar (IMPALA)."""
+    clip_c: float = 1.0
+    """V-trace c-bar (IMPALA)."""
+    ppo_clip: float = 0.0
+    """If > 0, clip the importance ratio in the policy loss PPO-style (epsilon)."""
+    max_grad_norm: float = 10.0
+    batch_trajectories: int = 1
+    """Trajectory messages of one role concatenated into one update."""
+    queue_size: int = 16
+    """Bound of the learner's trajectory queue; full means actors wait (back-pressure)."""
+    device: str = "auto"
+    """`auto` (CUDA when present), `cpu` or `cuda`."""
+    threads: int = 1
+    """torch CPU threads of the learner."""
+
+    def validate(self) -> None:
+        for key in ("lr_leader", "lr_follower"):
+            _require(getattr(self, key) > 0, f"learner.{key}", f"must be > 0, got {getattr(self, key)}")
+        _require(0 < self.discount <= 1, "learner.discount", f"must be in (0, 1], got {self.discount}")
+        _require(self.reward_scale > 0, "learner.reward_scale", f"must be > 0, got {self.reward_scale}")
+        for key in ("entropy_leader", "entropy_follower", "baseline_cost", "ppo_clip"):
+            _require(getattr(self, key) >= 0, f"learner.{key}", f"must be >= 0, got {getattr(self, key)}")
+        for key in ("clip_rho", "clip_c", "max_grad_norm"):
+            _require(getattr(self, key) > 0, f"learner.{key}", f"must be > 0, got {getattr(self, key)}")
+        _require(self.batch_trajectories >= 1, "learner.batch_trajectories", "must be >= 1")
+        _require(self.queue_size >= 1, "learner.queue_size", "must be >= 1")
+        _require(
+            self.device in ("auto", "cpu", "cuda"),
+            "learner.device",
+            f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}",
+        )
+        _require(self.threads >= 1, "learner.threads", "must be >= 1")
+
+
+PHASE_KINDS = ("pretrain", "leader", "alternate", "inner_outer")
+
+
+@dataclass
+class PhaseConfig:
+    kind: str = "pretrain"
+    """`pretrain` (followers vs random leaders), `leader` (leader learns), `alternate`
+    (k follower updates then m leader updates), `inner_outer` (baseline, DESIGN.md §3)."""
+    env_steps: int = 100_000
+    """Play-phase env steps (summed over games) this phase lasts."""
+    follower_updates: int = 1
+    """alternate: k follower updates per cycle."""
+    leader_updates: int = 1
+    """alternate: m leader updates per cycle."""
+    finetune_followers: bool = False
+    """leader: followers keep learning (on the same trajectories) while the leader learns."""
+    inner_patience: int = 4
+    """inner_outer: follower updates without improvement before its training counts as converged."""
+    inner_min_updates: int = 4
+    """inner_outer: follower updates before convergence may be declared."""
+    inner_tolerance: float = 0.05
+    """inner_outer: a follower return must beat its best by this much (raw units) to count as improvement."""
+    outer_batch: int = 8
+    """inner_outer: leader commitments sampled (each with its own follower training) per leader update."""
+
+    def validate(self, key: str) -> None:
+        _require(self.kind in PHASE_KINDS, f"{key}.kind", f"must be one of {PHASE_KINDS}, got {self.kind!r}")
+        _require(self.env_steps >= 1, f"{key}.env_steps", f"must be >= 1, got {self.env_steps}")
+        for name in ("follower_updates", "leader_updates", "inner_patience", "outer_batch"):
+            _require(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        _require(self.inner_min_updates >= 0, f"{key}.inner_min_updates", "must be >= 0")
+        _require(self.inner_tolerance >= 0, f"{key}.inner_tolerance", "must be >= 0")
+
+
+def _default_phases() -> list[PhaseConfig]:
+    return [PhaseConfig("pretrain", 120_000), PhaseConfig("leader", 60_000)]
+
+
+@dataclass
+class ScheduleConfig:
+    phases: list[PhaseConfig] = field(default_factory=_default_phases)
+    """Phases run in order; the run ends after the last."""
+    eval_interval_updates: int = 20
+    """Deterministic evaluation (greedy leader and followers) every this many learner updates."""
+    checkpoint_interval_s: float = 300.0
+    """Wall seconds between checkpoints (one is always written at the end)."""
+
+    def validate(self) -> None:
+        _require(len(self.phases) >= 1, "schedule.phases", "needs at least one phase")
+        for i, phase in enumerate(self.phases):
+            phase.validate(f"schedule.phases[{i}]")
+        _require(self.eval_interval_updates >= 1, "schedule.eval_interval_updates", "must be >= 1")
+        _require(self.checkpoint_interval_s > 0, "schedule.checkpoint_interval_s", "must be > 0")
+
+    @property
+    def total_env_steps(self) -> int:
+        return sum(p.env_steps for p in self.phases)
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    """Learner bind address; anything but loopback requires a token."""
+    port: int = 0
+    """0 picks a free port (the local launcher passes it to the actors)."""
+    token: str | None = None
+    """Shared secret sent by actors as call metadata; required off loopback."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_message_mb: int = 64
+    """Largest accepted gRPC message."""
+
+    def validate(self) -> None:
+        _require(0 <= self.port <= 65535, "server.port", f"must be in [0, 65535], got {self.port}")
+        _require(self.max_message_mb >= 1, "server.max_message_mb", "must be >= 1")
+        _require(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "server.tls_cert",
+            "tls_cert and tls_key must be given together",
+        )
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    """Run name: results go to `<run_root>/<name>/`."""
+    seed: int = 0
+    run_root: str = "runs"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _require(
+            bool(self.name) and "/" not in self.name,
+            "name",
+            f"must be a non-empty file name, got {self.name!r}",
+        )
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        self.env.validate()
+        self.model.validate()
+        self.actor.validate()
+        self.learner.validate()
+        self.schedule.validate()
+        self.server.validate()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run_root) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        try:
+            return dacite.from_dict(cls, data, config=dacite.Config(strict=True))
+        except dacite.UnexpectedDataError as e:
+            raise ConfigError(f"unknown key(s) {sorted(e.keys)}") from None
+        except dacite.WrongTypeError as e:
+            raise ConfigError(
+                f"{e.field_path}: expected {_type_name(e.field_type)}, got {e.value!r}"
+            ) from None
+        except dacite.DaciteError as e:
+            raise ConfigError(str(e)) from None
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ExperimentConfig:
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError("the config must be a YAML mapping")
+        return cls.from_dict(data)
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a config dict; unknown paths are errors."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = out
+        for k in keys[:-1]:
+            if not isinstance(node, dict) or k not in node:
+                raise ConfigError(f"{path}: unknown key {k!r}")
+            node = node[k]
+        if not isinstance(node, dict) or keys[-1] not in node:
+            raise ConfigError(f"{path}: unknown key {keys[-1]!r}")
+        node[keys[-1]] = yaml.safe_load(raw)
+    return out

@@ -1,0 +1,1 @@
+"""Command line, launchers, experiment presets and cluster launch files."""

@@ -1,0 +1,138 @@
+"""The `stackrl` command line: train, solve, learner, actor, bench, eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from stackrl.config import ConfigError, ExperimentConfig, apply_overrides
+from stackrl.deploy.presets import load_experiment
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """stackrl: Stackelberg equilibria with multi-agent RL on a distributed actor-learner."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.option("--game", default=None, help="A named matrix game (see `stackrl solve --list`).")
+@click.option("--payoffs", default=None, help='User bimatrix as JSON: [[[rL,rF],[rL,rF]],[[rL,rF],[rL,rF]]].')
+@click.option("--episode-length", type=int, default=None, help="Steps per episode (default: the game's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the solution as JSON.")
+@click.option("--list", "list_games", is_flag=True, help="List the named games and exit.")
+def solve(game: str | None, payoffs: str | None, episode_length: int | None, as_json: bool, list_games: bool) -> None:
+    """Exact strong Stackelberg equilibrium of an iterated bimatrix game (deterministic memory-1 policies)."""
+    from stackrl.envs.matrix_games import GAMES, resolve_game
+    from stackrl.envs.solver import format_solution
+    from stackrl.envs.solver import solve as solve_game
+
+    if list_games:
+        for name, table in GAMES.items():
+            click.echo(f"{name:20s} {table}")
+        return
+    if (game is None) == (payoffs is None):
+        _fail("give exactly one of --game NAME or --payoffs JSON")
+    try:
+        table = json.loads(payoffs) if payoffs is not None else None
+        p, length = resolve_game(game or "matrix", table, episode_length)
+        sol = solve_game(p, length)
+    except (ValueError, json.JSONDecodeError) as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps(sol.to_json()))
+    else:
+        click.echo(format_solution(game or "user payoffs", sol, p.shape[0], p.shape[1]))
+
+
+def _build_config(experiment: str, payoffs: str | None, seed: int | None, method: str | None,
+                  name: str | None, actors: int | None, overrides: tuple[str, ...]) -> ExperimentConfig:
+    try:
+        data = load_experiment(experiment, method=method)
+        if payoffs is not None:
+            data["env"]["name"] = "matrix"
+            data["env"]["payoffs"] = json.loads(payoffs)
+        if seed is not None:
+            data["seed"] = seed
+        if actors is not None:
+            data["actor"]["num_actors"] = actors
+        data = apply_overrides(data, list(overrides))
+        if name is not None:
+            data["name"] = name
+        elif payoffs is not None or seed is not None or method is not None:
+            data["name"] = f"{data['name']}_{data.get('method_tag', method or 'meta')}_s{data['seed']}"
+        data.pop("method_tag", None)
+        return ExperimentConfig.from_dict(data)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--payoffs is not valid JSON: {e}") from None
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--payoffs", default=None, help="User bimatrix as JSON (overrides the game's payoffs).")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--method", type=click.Choice(["meta", "inner_outer"]), default=None,
+              help="meta: pretrained contextual followers; inner_outer: the re-training baseline.")
+@click.option("--actors", type=int, default=None, help="Actor processes (default: the preset's).")
+@click.option("--serial", is_flag=True, help="Run learner and actors in this one process (no gRPC).")
+@click.option("--name", default=None, help="Run name (directory under runs/).")
+@click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.lr_leader=0.01")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(experiment: str, payoffs: str | None, seed: int | None, method: str | None, actors: int | None,
+          serial: bool, name: str | None, overrides: tuple[str, ...], no_progress: bool) -> None:
+    """Train on EXPERIMENT (a preset in deploy/configs, a game name, or a YAML file); writes runs/<name>/."""
+    try:
+        cfg = _build_config(experiment, payoffs, seed, method, name, actors, overrides)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    run_dir = cfg.run_dir
+    click.echo(f"run directory: {run_dir}", err=True)
+    if serial:
+        from stackrl.deploy.serial import run_serial
+
+        result = run_serial(cfg, run_dir, progress=not no_progress)
+    else:
+        from stackrl.deploy.launch import run_local
+
+        result = run_local(cfg, run_dir, progress=not no_progress)
+    summary = {k: result.get(k) for k in ("leader_value", "exact_value", "gap", "leader_answers", "env_steps", "wall_seconds")}
+    click.echo(json.dumps(summary))
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print a table (and write JSON with --json FILE)."""
+
+
+@bench.command("matrix")
+@click.option("--games", default="all", help="Comma-separated games, or `all` (the 12 benchmark games).")
+@click.option("--seeds", default="0,1,2", help="Comma-separated seeds.")
+@click.option("--methods", default="meta,inner_outer", help="Comma-separated methods.")
+@click.option("--payoffs", "payoff_sets", multiple=True, help="Extra user bimatrix (JSON); repeatable.")
+@click.option("--actors", type=int, default=0, help="0: serial in-process runs; N: the distributed path with N actors.")
+@click.option("--inner-outer-factor", type=float, default=10.0, help="inner_outer budget as a multiple of meta's.")
+@click.option("--json", "json_path", default=None, help="Write the rows to this JSON file.")
+@click.option("--set", "overrides", multiple=True, help="Config override applied to every run.")
+def bench_matrix(games: str, seeds: str, methods: str, payoff_sets: tuple[str, ...], actors: int,
+                 inner_outer_factor: float, json_path: str | None, overrides: tuple[str, ...]) -> None:
+    """All iterated matrix games x seeds x {meta, inner_outer}: exact vs achieved value, steps, time."""
+    from stackrl.deploy.bench_matrix import run_matrix_benchmark
+
+    run_matrix_benchmark(games, seeds, methods, payoff_sets, actors, inner_outer_factor, json_path, overrides)
+
+
+if __name__ == "__main__":
+    main()

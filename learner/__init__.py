@@ -1,0 +1,1 @@
+"""The learner: networks, V-trace losses, the leader/follower schedule, evaluation and the gRPC service."""

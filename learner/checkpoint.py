@@ -1,0 +1,44 @@
+"""Checkpoints: written atomically (temp file + rename), read back without unpickling code objects."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated or not a stackrl checkpoint."""
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write `state` (tensors, numbers, strings, lists and dicts only) to `path` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint with `weights_only=True` (no arbitrary unpickling); clear errors otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != "stackrl-checkpoint-v1":
+        raise CheckpointError(f"{path} is not a stackrl checkpoint")
+    return state

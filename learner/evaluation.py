@@ -1,0 +1,87 @@
+"""Deterministic evaluation: greedy leader and greedy followers over one extended episode per game.
+
+This is what benchmarks report (DESIGN.md §5): the leader's value in raw payoff units, the
+followers' values and the leader's greedy answers on the query set. The optimality gap against the
+exact solver is computed by the caller where the exact value is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stackrl.envs.base import LEADER
+from stackrl.envs.query_phase import StackelbergEnv
+from stackrl.learner.models import PolicyNet
+
+
+@dataclass
+class EvalResult:
+    leader_value: float
+    follower_values: list[float]
+    leader_answers: list[int]
+    episodes: int
+
+
+@torch.no_grad()
+def greedy_answers(env: StackelbergEnv, leader: PolicyNet, device: torch.device | str = "cpu") -> np.ndarray:
+    """[K] the leader's greedy answers on the query set (as it sees them in query steps)."""
+    q = torch.as_tensor(env.query_observations(), device=device)
+    logits, _ = leader(q)
+    return logits.argmax(-1).cpu().numpy().astype(np.int64)
+
+
+@torch.no_grad()
+def evaluate(
+    env: StackelbergEnv,
+    nets: dict[str, PolicyNet],
+    leader_source: str = "policy",
+    table: np.ndarray | None = None,
+    follower_context: bool = True,
+    device: torch.device | str = "cpu",
+    max_steps: int = 1_000_000,
+    seed: int = 12345,
+) -> EvalResult:
+    """Play every game of `env` greedily until each has finished one episode; average its returns."""
+    env.set_leader_source(leader_source, table)
+    obs = env.reset(seed=seed)
+    b = env.num_games
+    finished = np.zeros(b, bool)
+    returns = np.zeros((b, len(env.roles)))
+    for _ in range(max_steps):
+        actions = {}
+        for role in env.roles:
+            if not obs.acting[role].any():
+                actions[role] = np.zeros(b, np.int64)
+                continue
+            ctx = None
+            if role != LEADER:
+                c = obs.context if follower_context else np.zeros_like(obs.context)
+                ctx = torch.as_tensor(c, device=device)
+            logits, _ = nets[role](torch.as_tensor(obs.obs[role], device=device), ctx)
+            actions[role] = logits.argmax(-1).cpu().numpy().astype(np.int64)
+        step = env.step(actions)
+        # episode_returns are raw payoff sums (no tie-break shaping), one entry per game that ended.
+        ended = np.flatnonzero(step.dones)
+        first = ~finished[ended]
+        for i, role in enumerate(env.roles):
+            returns[ended[first], i] = step.episode_returns[role][first]
+        finished |= step.dones
+        obs = step.obs
+        if finished.all():
+            break
+    if not finished.all():
+        raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
+    answers = greedy_answers(env, nets[LEADER], device) if leader_source == "policy" else np.asarray(
+        table if table is not None else [], np.int64
+    )
+    mean = returns.mean(axis=0)
+    return EvalResult(
+        leader_value=float(mean[0]),
+        follower_values=[float(v) for v in mean[1:]],
+        leader_answers=answers.tolist(),
+        episodes=b,
+    )
+

@@ -1,0 +1,377 @@
+"""The learner: consumes trajectory batches, updates the role the schedule names, publishes weights.
+
+It owns the networks, the optimizers, the schedule, evaluation, TensorBoard logging, checkpoints and
+the run's result.json. Transports feed it unrolls through `process`; how they arrive (in-process
+queue or gRPC) is not its concern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stackrl.config import ExperimentConfig
+from stackrl.envs.base import LEADER
+from stackrl.envs.factory import env_spec, is_matrix_game, make_stackelberg_env
+from stackrl.learner.checkpoint import load_checkpoint, save_checkpoint
+from stackrl.learner.evaluation import EvalResult, evaluate
+from stackrl.learner.inner_outer import InnerOuterLoop
+from stackrl.learner.metrics import Metrics
+from stackrl.learner.models import build_networks
+from stackrl.learner.schedule import Schedule
+from stackrl.learner.transport import Broadcast
+from stackrl.learner.update import actor_critic_loss
+from stackrl.trajectory import Trajectory, concat_trajectories
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("learner.device=cuda but CUDA is not available")
+    return torch.device(name)
+
+
+def exact_solution(cfg: ExperimentConfig):
+    """The exact strong-Stackelberg solution for matrix games (None for other domains)."""
+    if not is_matrix_game(cfg.env):
+        return None
+    from stackrl.envs.matrix_games import resolve_game
+    from stackrl.envs.solver import solve
+
+    payoffs, length = resolve_game(cfg.env.name, cfg.env.payoffs, cfg.env.episode_length)
+    return solve(payoffs, length)
+
+
+class Learner:
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, eval_games: int = 1):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.device = resolve_device(cfg.learner.device)
+        torch.manual_seed(cfg.seed)
+        eval_cfg = dataclasses.replace(cfg.env, num_games=eval_games)
+        self.eval_env = make_stackelberg_env(eval_cfg, seed=cfg.seed + 99_991)
+        self.spec = env_spec(self.eval_env)
+        self.followers = self.spec.roles[1:]
+        self.nets = {r: n.to(self.device) for r, n in build_networks(self.spec, cfg.model).items()}
+        self.optimizers = {
+            r: torch.optim.Adam(
+                n.parameters(), lr=cfg.learner.lr_leader if r == LEADER else cfg.learner.lr_follower
+            )
+            for r, n in self.nets.items()
+        }
+        self.versions = {r: 1 for r in self.spec.roles}
+        self.schedule = Schedule(cfg.schedule, self.followers)
+        self.generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.inner_outer: InnerOuterLoop | None = None
+        self.exact = exact_solution(cfg)
+        self.env_steps = 0
+        self.updates: dict[str, int] = defaultdict(int)
+        self.trajectories_received = 0
+        self.dropped_stale = 0
+        self.rejected = 0
+        self.bytes_received = 0
+        self.pending: dict[str, list[Trajectory]] = defaultdict(list)
+        self.eval_history: list[dict] = []
+        self.last_eval: EvalResult | None = None
+        self.start_time = time.time()
+        self.wall_offset = 0.0
+        self._last_rate = (time.time(), 0, 0, 0)
+        self._last_checkpoint = time.time()
+        self._total_updates_at_eval = 0
+        self.metrics = Metrics(self.run_dir / "tb" if self.run_dir else None)
+        self._broadcast = self._make_broadcast()
+        if self.run_dir:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            self.metrics.text("config", "```\n" + cfg.to_yaml() + "\n```")
+
+    # -- broadcast ------------------------------------------------------------------------------
+    def _weights(self) -> dict[str, dict[str, np.ndarray]]:
+        return {r: {k: v.detach().cpu().numpy().copy() for k, v in n.state_dict().items()} for r, n in self.nets.items()}
+
+    def _make_broadcast(self) -> Broadcast:
+        s = self.schedule
+        table = None
+        if not s.finished and s.kind == "inner_outer":
+            if self.inner_outer is None:
+                self.inner_outer = InnerOuterLoop(s.phase, self.generator)
+            if self.inner_outer.current is None:
+                self._next_commitment(bump=False)
+            table = self.inner_outer.current.answers
+        return Broadcast(
+            phase_id=s.phase_id,
+            phase_kind=s.kind,
+            leader_source=s.leader_source(),
+            send_roles=s.send_roles(),
+            follower_context=s.follower_context(),
+            leader_table=table,
+            versions=dict(self.versions),
+            weights=self._weights(),
+            done=s.finished,
+        )
+
+    def broadcast(self) -> Broadcast:
+        """The current broadcast (rebuilt only after updates or phase changes)."""
+        return self._broadcast
+
+    def _refresh_broadcast(self) -> None:
+        self._broadcast = self._make_broadcast()
+
+    # -- consuming trajectories ----------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.schedule.finished
+
+    def process(self, trajs: list[Trajectory], nbytes: int = 0) -> bool:
+        """Take one unroll's trajectories; returns True if the broadcast changed (new weights/phase)."""
+        if self.done or not trajs:
+            return False
+        self.trajectories_received += len(trajs)
+        self.bytes_received += nbytes
+        if trajs[0].phase_id != self.schedule.phase_id:
+            self.dropped_stale += 1
+            return False
+        changed = False
+        steps = sum(t.env_steps for t in trajs)
+        self.env_steps += steps
+        self._log_episodes(trajs[0])
+        for t in trajs:
+            self.metrics.scalar("lag/policy_lag", self.versions[t.role] - t.version, self.env_steps)
+        learning = self.schedule.learning_roles()
+        for t in trajs:
+            if t.role in learning:
+                self.pending[t.role].append(t)
+        for role in learning:
+            if len(self.pending[role]) >= self.cfg.learner.batch_trajectories:
+                batch = self.pending.pop(role)
+                self._update(role, batch)
+                changed = True
+                if self.schedule.kind == "inner_outer" and role == self.followers[-1]:
+                    self._inner_outer_step(batch)
+        if self.schedule.add_env_steps(steps):
+            self.pending.clear()
+            if self.schedule.finished:
+                self._evaluate()
+            elif self.schedule.kind == "inner_outer":
+                self.inner_outer = None
+            changed = True
+        if changed:
+            total = sum(self.updates.values())
+            if total - self._total_updates_at_eval >= self.cfg.schedule.eval_interval_updates:
+                self._total_updates_at_eval = total
+                self._evaluate()
+            self._refresh_broadcast()
+        self._log_rates()
+        return changed
+
+    def _update(self, role: str, batch: list[Trajectory]) -> None:
+        arrays = concat_trajectories(batch)
+        self.update_on_arrays(role, arrays)
+
+    def update_on_arrays(self, role: str, arrays: dict[str, np.ndarray]) -> None:
+        """One optimizer step of `role` on a batch of trajectory arrays ([T(+1), B, ...])."""
+        net = self.nets[role]
+        tensors = {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}
+        loss, stats = actor_critic_loss(
+            net,
+            tensors,
+            self.cfg.learner,
+            entropy_cost=self.cfg.learner.entropy_leader if role == LEADER else self.cfg.learner.entropy_follower,
+            value_on_all_steps=role == LEADER,
+        )
+        opt = self.optimizers[role]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.learner.max_grad_norm)
+        opt.step()
+        self.versions[role] += 1
+        self.updates[role] += 1
+        self.schedule.on_update(role)
+        step = self.env_steps
+        self.metrics.scalar(f"loss/{role}/total", stats.total, step)
+        self.metrics.scalar(f"loss/{role}/policy", stats.policy, step)
+        self.metrics.scalar(f"loss/{role}/baseline", stats.baseline, step)
+        self.metrics.scalar(f"loss/{role}/entropy", stats.entropy, step)
+        self.metrics.scalar(f"loss/{role}/mean_rho", stats.mean_rho, step)
+        self.metrics.scalar(f"loss/{role}/grad_norm", float(grad_norm), step)
+
+    # -- inner-outer baseline -------------------------------------------------------------------
+    def _query_obs(self) -> np.ndarray:
+        return self.eval_env.query_observations()
+
+    def _next_commitment(self, bump: bool = True) -> None:
+        q = torch.as_tensor(self._query_obs(), device=self.device)
+        self.inner_outer.next_commitment(self.nets[LEADER], q)
+        if bump:
+            self.schedule.new_phase_id()
+
+    def _inner_outer_step(self, batch: list[Trajectory]) -> None:
+        rows = [t.episode_returns for t in batch if len(t.episode_returns)]
+        mean_f = float(np.concatenate(rows)[:, 1:].mean()) if rows else None
+        if not self.inner_outer.on_follower_update(mean_f):
+            return
+        current = self.inner_outer.current
+        res = evaluate(self.eval_env, self.nets, "table", current.answers, follower_context=False, device=self.device)
+        if current.greedy:
+            self._record_eval(res)
+        if self.inner_outer.record(res.leader_value):
+            self.update_on_arrays(LEADER, self.inner_outer.leader_batch(self._query_obs()))
+        self._next_commitment()
+
+    # -- evaluation and logging -----------------------------------------------------------------
+    def _evaluate(self) -> None:
+        if self.schedule.kind == "inner_outer" and not self.schedule.finished:
+            return  # the inner-outer loop evaluates its greedy commitment itself
+        if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases):
+            return
+        self._record_eval(evaluate(self.eval_env, self.nets, device=self.device))
+
+    def _record_eval(self, res: EvalResult) -> None:
+        self.last_eval = res
+        point = {"env_steps": self.env_steps, "leader_value": res.leader_value,
+                 "follower_values": res.follower_values, "leader_answers": res.leader_answers,
+                 "wall_seconds": self.wall_seconds}
+        step = self.env_steps
+        self.metrics.scalar("eval/leader_value", res.leader_value, step)
+        for f, v in zip(self.followers, res.follower_values):
+            self.metrics.scalar(f"eval/{f}_value", v, step)
+        if self.exact is not None:
+            point["gap"] = self.exact.value - res.leader_value
+            self.metrics.scalar("eval/optimality_gap", point["gap"], step)
+        self.eval_history.append(point)
+
+    def _log_episodes(self, traj: Trajectory) -> None:
+        if len(traj.episode_returns) == 0:
+            return
+        means = traj.episode_returns.mean(axis=0)
+        for role, m in zip(self.spec.roles, means):
+            self.metrics.scalar(f"return/{role}", float(m), self.env_steps)
+
+    def _log_rates(self) -> None:
+        now = time.time()
+        t0, steps0, bytes0, upd0 = self._last_rate
+        if now - t0 < 2.0:
+            return
+        dt = now - t0
+        total_updates = sum(self.updates.values())
+        self.metrics.scalar("throughput/env_steps_per_s", (self.env_steps - steps0) / dt, self.env_steps)
+        self.metrics.scalar("throughput/bytes_received_per_s", (self.bytes_received - bytes0) / dt, self.env_steps)
+        self.metrics.scalar("throughput/updates_per_s", (total_updates - upd0) / dt, self.env_steps)
+        self._last_rate = (now, self.env_steps, self.bytes_received, total_updates)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_offset + time.time() - self.start_time
+
+    # -- results ----------------------------------------------------------------------------------
+    def final_evaluation(self) -> EvalResult:
+        if self.last_eval is None:
+            self._evaluate()
+        if self.last_eval is None:  # inner-outer before its first greedy commitment converged
+            self._record_eval(evaluate(self.eval_env, self.nets, follower_context=False, device=self.device))
+        return self.last_eval
+
+    def result(self) -> dict:
+        res = self.final_evaluation()
+        by_phase = dict(self.schedule.env_steps_by_phase)
+        out = {
+            "name": self.cfg.name,
+            "game": self.cfg.env.name,
+            "method": "inner_outer" if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases) else "meta",
+            "seed": self.cfg.seed,
+            "leader_value": res.leader_value,
+            "follower_value": res.follower_values[0] if len(res.follower_values) == 1 else res.follower_values,
+            "leader_answers": res.leader_answers,
+            "env_steps": {**by_phase, "total": self.env_steps},
+            "steps_to_final": steps_to_final(self.eval_history),
+            "wall_seconds": self.wall_seconds,
+            "updates": dict(self.updates),
+            "trajectories_received": self.trajectories_received,
+            "dropped_stale": self.dropped_stale,
+            "eval_history": self.eval_history,
+        }
+        if self.exact is not None:
+            out["exact_value"] = self.exact.value
+            out["gap"] = self.exact.value - res.leader_value
+        return out
+
+    def write_result(self) -> dict:
+        out = self.result()
+        if self.run_dir:
+            tmp = self.run_dir / "result.json.tmp"
+            tmp.write_text(json.dumps(out, indent=2))
+            tmp.replace(self.run_dir / "result.json")
+        self.metrics.flush()
+        return out
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": "stackrl-checkpoint-v1",
+            "config_yaml": self.cfg.to_yaml(),
+            "nets": {r: n.state_dict() for r, n in self.nets.items()},
+            "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
+            "versions": dict(self.versions),
+            "schedule": self.schedule.state_dict(),
+            "env_steps": self.env_steps,
+            "updates": dict(self.updates),
+            "eval_history_json": json.dumps(self.eval_history),
+            "wall_seconds": self.wall_seconds,
+            "torch_rng": torch.get_rng_state(),
+            "generator_rng": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for r, n in self.nets.items():
+            n.load_state_dict(state["nets"][r])
+        for r, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][r])
+        self.versions = dict(state["versions"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.env_steps = int(state["env_steps"])
+        self.updates = defaultdict(int, state["updates"])
+        self.eval_history = json.loads(state["eval_history_json"])
+        self.wall_offset = float(state["wall_seconds"])
+        self.start_time = time.time()
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator_rng"])
+        self.inner_outer = None
+        self._refresh_broadcast()
+
+    def save(self, path: Path | None = None) -> Path:
+        path = Path(path) if path else self.run_dir / "checkpoint.pt"
+        save_checkpoint(path, self.state_dict())
+        self._last_checkpoint = time.time()
+        return path
+
+    def maybe_checkpoint(self) -> None:
+        if self.run_dir and time.time() - self._last_checkpoint >= self.cfg.schedule.checkpoint_interval_s:
+            self.save()
+
+    def restore(self, path: Path) -> None:
+        self.load_state_dict(load_checkpoint(path))
+
+    def close(self) -> None:
+        self.metrics.close()
+
+
+def steps_to_final(history: list[dict]) -> int | None:
+    """Env steps at the first evaluation from which the leader value never changed again."""
+    if not history:
+        return None
+    final = history[-1]["leader_value"]
+    first = len(history) - 1
+    while first > 0 and math.isclose(history[first - 1]["leader_value"], final, abs_tol=1e-6):
+        first -= 1
+    return int(history[first]["env_steps"])

@@ -1,0 +1,123 @@
+"""Leader and follower networks. Actors import these to act on CPU with local weight copies.
+
+One class, `PolicyNet`, serves every role: an observation encoder chosen from the observation space
+(one-hot for discrete, identity for vectors, Nature CNN for stacked image frames), an optional
+context embedding (the leader's K query answers, one-hot), joined by concatenation or FiLM, and
+policy and value heads. The leader's network has no context (K = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from stackrl.config import ModelConfig
+from stackrl.envs.base import EnvSpec
+from stackrl.envs.spaces import Box, Discrete, Space
+from torch import nn
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. (2015) trunk: uint8 frames [N, C, 84, 84] -> [N, 512] features."""
+
+    def __init__(self, in_channels: int, out_features: int = 512):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc = nn.Sequential(nn.Linear(64 * 7 * 7, out_features), nn.ReLU())
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x.float() / 255.0))
+
+
+class ObservationEncoder(nn.Module):
+    """Maps a batch of observations of one space to feature vectors."""
+
+    def __init__(self, space: Space, hidden: int):
+        super().__init__()
+        self.space = space
+        if isinstance(space, Discrete):
+            self.net = nn.Sequential(nn.Linear(space.n, hidden), nn.ReLU())
+            self.out_features = hidden
+        elif isinstance(space, Box) and len(space.shape) == 3:
+            self.net = NatureCNN(space.shape[0])
+            self.out_features = self.net.out_features
+        elif isinstance(space, Box) and len(space.shape) == 1:
+            self.net = nn.Sequential(nn.Linear(space.shape[0], hidden), nn.ReLU())
+            self.out_features = hidden
+        else:
+            raise ValueError(f"no encoder for observation space {space}")
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.space, Discrete):
+            obs = F.one_hot(obs.long(), self.space.n).float()
+        return self.net(obs if obs.dtype == torch.uint8 else obs.float())
+
+
+class PolicyNet(nn.Module):
+    """pi(a | o, c) and V(o, c) for one role; c is absent for the leader."""
+
+    def __init__(
+        self,
+        obs_space: Space,
+        num_actions: int,
+        context_size: int = 0,
+        context_actions: int = 0,
+        hidden: int = 64,
+        context_join: str = "concat",
+    ):
+        super().__init__()
+        self.obs_space = obs_space
+        self.num_actions = num_actions
+        self.context_size = context_size
+        self.context_actions = context_actions
+        self.context_join = context_join
+        self.encoder = ObservationEncoder(obs_space, hidden)
+        feat = self.encoder.out_features
+        if context_size:
+            self.context_net = nn.Sequential(nn.Linear(context_size * context_actions, hidden), nn.ReLU())
+            if context_join == "film":
+                self.film = nn.Linear(hidden, 2 * feat)
+            else:
+                feat = feat + hidden
+        self.torso = nn.Sequential(nn.Linear(feat, hidden), nn.ReLU())
+        self.policy = nn.Linear(hidden, num_actions)
+        self.value = nn.Linear(hidden, 1)
+
+    def forward(
+        self, obs: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [N, *obs_shape], context [N, K] int64 -> logits [N, A], value [N]."""
+        x = self.encoder(obs)
+        if self.context_size:
+            c = F.one_hot(context.long().clamp(min=0), self.context_actions).float().flatten(1)  # [N, K*A_L]
+            e = self.context_net(c)
+            if self.context_join == "film":
+                gamma, beta = self.film(e).chunk(2, dim=-1)
+                x = x * (1 + gamma) + beta
+            else:
+                x = torch.cat([x, e], dim=-1)
+        h = self.torso(x)
+        return self.policy(h), self.value(h).squeeze(-1)
+
+
+def build_networks(spec: EnvSpec, cfg: ModelConfig) -> dict[str, PolicyNet]:
+    """One network per role, shaped by the env spec."""
+    return {
+        role: PolicyNet(
+            spec.observation_spaces[role],
+            spec.action_spaces[role].n,
+            context_size=spec.context_size(role),
+            context_actions=spec.leader_actions,
+            hidden=cfg.hidden,
+            context_join=cfg.context_join,
+        )
+        for role in spec.roles
+    }
