@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ class EnvConfig:
             p = self.payoffs
             ok = (
                 len(p) >= 1
+                and isinstance(p[0], list)
+                and len(p[0]) >= 1
                 and all(isinstance(row, list) and len(row) == len(p[0]) for row in p)
                 and all(isinstance(c, list) and len(c) == 2 for row in p for c in row)
             )
@@ -298,6 +301,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        _check_fields(cls, data, "")
         try:
             return dacite.from_dict(cls, data, config=dacite.Config(strict=True))
         except dacite.UnexpectedDataError as e:
@@ -315,6 +319,30 @@ class ExperimentConfig:
         if not isinstance(data, dict):
             raise ConfigError("the config must be a YAML mapping")
         return cls.from_dict(data)
+
+
+def _check_fields(cls: type, data: Any, prefix: str) -> None:
+    """Check raw data against a config dataclass before dacite builds it, naming keys by full path:
+    unknown keys (dacite names them without their section) and booleans given for numbers (YAML
+    `true` passes dacite's int and float checks, as bool is an int)."""
+    if not isinstance(data, dict):
+        return  # dacite reports the wrong type with its path
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(names)}")
+        tp = hints[key]
+        args = typing.get_args(tp)
+        if dataclasses.is_dataclass(tp):
+            _check_fields(tp, value, f"{path}.")
+        elif typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    _check_fields(args[0], item, f"{path}[{i}].")
+        elif isinstance(value, bool) and ({int, float} & {tp, *args}):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
 
 
 def _type_name(t: Any) -> str:
