@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
 import click
-
 from stackrl.config import ConfigError, ExperimentConfig, apply_overrides
 from stackrl.deploy.presets import load_experiment
 
@@ -30,11 +28,13 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.option("--game", default=None, help="A named matrix game (see `stackrl solve --list`).")
-@click.option("--payoffs", default=None, help='User bimatrix as JSON: [[[rL,rF],[rL,rF]],[[rL,rF],[rL,rF]]].')
+@click.option("--payoffs", default=None, help="User bimatrix as JSON: [[[rL,rF],[rL,rF]],[[rL,rF],[rL,rF]]].")
 @click.option("--episode-length", type=int, default=None, help="Steps per episode (default: the game's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the solution as JSON.")
 @click.option("--list", "list_games", is_flag=True, help="List the named games and exit.")
-def solve(game: str | None, payoffs: str | None, episode_length: int | None, as_json: bool, list_games: bool) -> None:
+def solve(
+    game: str | None, payoffs: str | None, episode_length: int | None, as_json: bool, list_games: bool
+) -> None:
     """Exact strong Stackelberg equilibrium of an iterated bimatrix game (deterministic memory-1 policies)."""
     from stackrl.envs.matrix_games import GAMES, resolve_game
     from stackrl.envs.solver import format_solution
@@ -58,8 +58,15 @@ def solve(game: str | None, payoffs: str | None, episode_length: int | None, as_
         click.echo(format_solution(game or "user payoffs", sol, p.shape[0], p.shape[1]))
 
 
-def _build_config(experiment: str, payoffs: str | None, seed: int | None, method: str | None,
-                  name: str | None, actors: int | None, overrides: tuple[str, ...]) -> ExperimentConfig:
+def _build_config(
+    experiment: str,
+    payoffs: str | None,
+    seed: int | None,
+    method: str | None,
+    name: str | None,
+    actors: int | None,
+    overrides: tuple[str, ...],
+) -> ExperimentConfig:
     try:
         data = load_experiment(experiment, method=method)
         if payoffs is not None:
@@ -84,15 +91,28 @@ def _build_config(experiment: str, payoffs: str | None, seed: int | None, method
 @click.argument("experiment")
 @click.option("--payoffs", default=None, help="User bimatrix as JSON (overrides the game's payoffs).")
 @click.option("--seed", type=int, default=None, help="Random seed.")
-@click.option("--method", type=click.Choice(["meta", "inner_outer"]), default=None,
-              help="meta: pretrained contextual followers; inner_outer: the re-training baseline.")
+@click.option(
+    "--method",
+    type=click.Choice(["meta", "inner_outer"]),
+    default=None,
+    help="meta: pretrained contextual followers; inner_outer: the re-training baseline.",
+)
 @click.option("--actors", type=int, default=None, help="Actor processes (default: the preset's).")
 @click.option("--serial", is_flag=True, help="Run learner and actors in this one process (no gRPC).")
 @click.option("--name", default=None, help="Run name (directory under runs/).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.lr_leader=0.01")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def train(experiment: str, payoffs: str | None, seed: int | None, method: str | None, actors: int | None,
-          serial: bool, name: str | None, overrides: tuple[str, ...], no_progress: bool) -> None:
+def train(
+    experiment: str,
+    payoffs: str | None,
+    seed: int | None,
+    method: str | None,
+    actors: int | None,
+    serial: bool,
+    name: str | None,
+    overrides: tuple[str, ...],
+    no_progress: bool,
+) -> None:
     """Train on EXPERIMENT (a preset in deploy/configs, a game name, or a YAML file); writes runs/<name>/."""
     try:
         cfg = _build_config(experiment, payoffs, seed, method, name, actors, overrides)
@@ -105,10 +125,16 @@ def train(experiment: str, payoffs: str | None, seed: int | None, method: str | 
 
         result = run_serial(cfg, run_dir, progress=not no_progress)
     else:
-        from stackrl.deploy.launch import run_local
+        from stackrl.deploy.launch import LaunchError, run_local
 
-        result = run_local(cfg, run_dir, progress=not no_progress)
-    summary = {k: result.get(k) for k in ("leader_value", "exact_value", "gap", "leader_answers", "env_steps", "wall_seconds")}
+        try:
+            result = run_local(cfg, run_dir, progress=not no_progress)
+        except LaunchError as e:
+            _fail(str(e))
+    summary = {
+        k: result.get(k)
+        for k in ("leader_value", "exact_value", "gap", "leader_answers", "env_steps", "wall_seconds")
+    }
     click.echo(json.dumps(summary))
 
 
@@ -122,16 +148,155 @@ def bench() -> None:
 @click.option("--seeds", default="0,1,2", help="Comma-separated seeds.")
 @click.option("--methods", default="meta,inner_outer", help="Comma-separated methods.")
 @click.option("--payoffs", "payoff_sets", multiple=True, help="Extra user bimatrix (JSON); repeatable.")
-@click.option("--actors", type=int, default=0, help="0: serial in-process runs; N: the distributed path with N actors.")
-@click.option("--inner-outer-factor", type=float, default=10.0, help="inner_outer budget as a multiple of meta's.")
+@click.option(
+    "--actors", type=int, default=0, help="0: serial in-process runs; N: the distributed path with N actors."
+)
+@click.option(
+    "--inner-outer-factor", type=float, default=10.0, help="inner_outer budget as a multiple of meta's."
+)
 @click.option("--json", "json_path", default=None, help="Write the rows to this JSON file.")
 @click.option("--set", "overrides", multiple=True, help="Config override applied to every run.")
-def bench_matrix(games: str, seeds: str, methods: str, payoff_sets: tuple[str, ...], actors: int,
-                 inner_outer_factor: float, json_path: str | None, overrides: tuple[str, ...]) -> None:
+def bench_matrix(
+    games: str,
+    seeds: str,
+    methods: str,
+    payoff_sets: tuple[str, ...],
+    actors: int,
+    inner_outer_factor: float,
+    json_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
     """All iterated matrix games x seeds x {meta, inner_outer}: exact vs achieved value, steps, time."""
     from stackrl.deploy.bench_matrix import run_matrix_benchmark
 
     run_matrix_benchmark(games, seeds, methods, payoff_sets, actors, inner_outer_factor, json_path, overrides)
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--host", default=None, help="Bind address (default: the config's, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (0 picks a free one; default: the config's).")
+@click.option(
+    "--token",
+    envvar="STACKRL_TOKEN",
+    default=None,
+    help="Shared secret actors must send (env STACKRL_TOKEN); required off loopback.",
+)
+@click.option("--tls-cert", default=None, help="PEM certificate: serve TLS (with --tls-key).")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--name", default=None, help="Run name (directory under runs/).")
+@click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.queue_size=32")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def learner(
+    experiment: str,
+    host: str | None,
+    port: int | None,
+    token: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    seed: int | None,
+    name: str | None,
+    overrides: tuple[str, ...],
+    no_progress: bool,
+) -> None:
+    """Serve EXPERIMENT's learner over gRPC until its schedule ends; actors join with `stackrl actor`."""
+    import dataclasses
+
+    from stackrl.learner.security import ServiceConfigError
+    from stackrl.learner.service import serve_learner
+
+    try:
+        cfg = _build_config(experiment, None, seed, None, name, None, overrides)
+        # The token stays out of the config: the learner writes the config to runs/<name>/config.yaml.
+        given = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
+        cfg = dataclasses.replace(
+            cfg, server=dataclasses.replace(cfg.server, **{k: v for k, v in given.items() if v is not None})
+        )
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    click.echo(f"run directory: {cfg.run_dir}", err=True)
+    try:
+        result = serve_learner(
+            cfg,
+            cfg.run_dir,
+            progress=not no_progress,
+            token=token,
+            on_bound=lambda address: click.echo(f"learner listening on {address}"),
+        )
+    except (ServiceConfigError, OSError) as e:
+        _fail(str(e))
+    if result is None:
+        _fail("the learner stopped before the schedule ended")
+    click.echo(json.dumps({k: result.get(k) for k in ("leader_value", "exact_value", "gap", "env_steps")}))
+
+
+@main.command()
+@click.option("--learner", "address", required=True, help="The learner's HOST:PORT.")
+@click.option(
+    "--token", envvar="STACKRL_TOKEN", default=None, help="The learner's shared secret (env STACKRL_TOKEN)."
+)
+@click.option("--tls-ca", default=None, help="PEM CA certificate of the learner's TLS certificate.")
+@click.option(
+    "--connect-deadline",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to keep trying to reach the learner before exiting non-zero.",
+)
+@click.option("--compress", is_flag=True, help="zlib-compress trajectory tensors (image observations).")
+def actor(
+    address: str, token: str | None, tls_ca: str | None, connect_deadline: float, compress: bool
+) -> None:
+    """Run one actor process against a learner service; exits 0 when the learner ends the run."""
+    from stackrl.actors.main import run_actor_process
+
+    sys.exit(
+        run_actor_process(address, token, tls_ca, connect_deadline_s=connect_deadline, compress=compress)
+    )
+
+
+@bench.command("throughput")
+@click.option(
+    "--env", "env_name", default="prisoners_dilemma", show_default=True, help="A matrix game (or preset)."
+)
+@click.option("--actors", default="1,2", show_default=True, help="Comma-separated actor process counts.")
+@click.option("--seconds", type=float, default=15.0, show_default=True, help="Measurement window per row.")
+@click.option(
+    "--warmup", type=float, default=3.0, show_default=True, help="Seconds of training before the window."
+)
+@click.option(
+    "--phase",
+    type=click.Choice(["pretrain", "leader"]),
+    default="pretrain",
+    show_default=True,
+    help="The (endless) schedule phase measured.",
+)
+@click.option("--json", "json_path", default=None, help="Write the rows to this JSON file.")
+@click.option("--set", "overrides", multiple=True, help="Config override applied to every run.")
+def bench_throughput(
+    env_name: str,
+    actors: str,
+    seconds: float,
+    warmup: float,
+    phase: str,
+    json_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Distributed-path throughput per actor count: steps/s, policy lag, bytes/step, CPU per process."""
+    from stackrl.deploy.bench_throughput import run_throughput_benchmark
+    from stackrl.deploy.launch import LaunchError
+
+    try:
+        counts = [int(a) for a in actors.split(",") if a.strip()]
+    except ValueError:
+        _fail(f"--actors: expected comma-separated integers, got {actors!r}")
+    if not counts or min(counts) < 1:
+        _fail("--actors: every count must be >= 1")
+    try:
+        run_throughput_benchmark(env_name, counts, seconds, warmup, phase, json_path, overrides)
+    except (ConfigError, LaunchError) as e:
+        _fail(str(e))
 
 
 if __name__ == "__main__":

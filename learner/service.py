@@ -1,0 +1,299 @@
+"""The learner as a gRPC service: actors on any host push unrolls and stream versioned weights.
+
+Handler threads (learner/servicer.py) decode and validate every message and put whole unrolls on a
+bounded queue; when it is full, `PushTrajectories` waits, so actors slow down instead of the learner
+falling behind (back-pressure). One loop thread owns the `Learner`: it takes unrolls, calls
+`process`, and publishes each new broadcast to every `StreamWeights` stream, which sends a role's
+weights only when that role's version moved. It logs transport metrics, checkpoints, and at the end
+writes result.json and shuts the service down. Security (token, TLS, loopback rule) lives in
+learner/security.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import torch
+from stackrl.config import ExperimentConfig, ServerConfig
+from stackrl.learner.learner import Learner
+from stackrl.learner.security import TokenInterceptor, check_bind, server_credentials
+from stackrl.learner.servicer import LearnerServicer, Publisher, Unroll, expected_specs
+from stackrl.protos import codec
+from stackrl.protos import stackrl_pb2_grpc as rpc
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TransportStats:
+    """What crossed the wire, as the learner loop consumed it."""
+
+    unrolls: int = 0
+    transitions: int = 0  # T * B per trajectory: one role's decisions-or-not at one step of one game
+    bytes: int = 0
+    lag_sum: int = 0  # learner version minus trajectory version, summed over trajectories
+    lag_count: int = 0
+    per_actor: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def mean_lag(self) -> float:
+        return self.lag_sum / self.lag_count if self.lag_count else float("nan")
+
+
+class LearnerServer:
+    """A `Learner` behind the gRPC service: `start()` binds, `run()` trains, `stop()` ends early."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, token: str | None = None):
+        """Args:
+        cfg: the run; `cfg.server` says where to listen (port 0 picks a free one).
+        run_dir: where result.json, checkpoints and TensorBoard logs go (None: nowhere).
+        token: shared secret required on every call; defaults to `cfg.server.token`.
+        """
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.token = token if token is not None else cfg.server.token
+        check_bind(cfg.server, self.token)  # before building the learner: fail fast and cheaply
+        self.learner = Learner(cfg, self.run_dir)
+        self.specs = expected_specs(self.learner.spec, cfg)
+        # Actors get the run's config without the server's secrets and file paths.
+        self.actor_config = dataclasses.replace(
+            cfg,
+            server=ServerConfig(
+                host=cfg.server.host, port=cfg.server.port, max_message_mb=cfg.server.max_message_mb
+            ),
+        )
+        self.queue: queue.Queue[Unroll] = queue.Queue(maxsize=cfg.learner.queue_size)
+        self.publisher = Publisher()
+        self.publisher.publish(self.learner.broadcast())
+        self.servicer = LearnerServicer(self)
+        self.stats = TransportStats()
+        self.closing = False
+        self.port: int | None = None
+        self._server: grpc.Server | None = None
+        self._stop = threading.Event()
+        self._status = codec.LearnerStatus()
+        self._update_status()
+
+    @property
+    def address(self) -> str:
+        host = self.cfg.server.host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def start(self) -> int:
+        """Bind `cfg.server.host:port` and start serving; returns the bound port."""
+        limit = self.cfg.server.max_message_mb * (1 << 20)
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared socket
+        ]
+        # Every actor holds one weight stream and at most one push: two threads each, plus spares.
+        workers = max(16, 4 * self.cfg.actor.num_actors + 4)
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackrl-rpc"),
+            interceptors=[TokenInterceptor(self.token)] if self.token else [],
+            options=options,
+        )
+        rpc.add_LearnerServicer_to_server(self.servicer, self._server)
+        host = self.cfg.server.host
+        target = f"[{host}]:{self.cfg.server.port}" if ":" in host else f"{host}:{self.cfg.server.port}"
+        creds = server_credentials(self.cfg.server)
+        try:
+            port = (
+                self._server.add_secure_port(target, creds)
+                if creds
+                else self._server.add_insecure_port(target)
+            )
+        except RuntimeError as e:
+            port, why = 0, str(e)
+        else:
+            why = "address in use or not available"
+        if not port:
+            raise OSError(f"learner cannot listen on {target}: {why}")
+        self.port = port
+        self._server.start()
+        tls = "TLS" if creds else "plaintext"
+        auth = "token required" if self.token else "no token: loopback only"
+        log.info("learner listening on %s (%s, %s)", self.address, tls, auth)
+        return port
+
+    # -- the learner loop ------------------------------------------------------------------------
+    def run(self, progress: bool = True, on_tick: Callable[[], None] | None = None) -> dict | None:
+        """Train until the schedule ends (or `stop()`); then shut the service down.
+
+        Args:
+            progress: show a tqdm bar (steps, steps/s, leader value, phase).
+            on_tick: called about every 0.1 s from this loop (the launcher checks its children);
+                an exception it raises ends the run.
+
+        Returns:
+            result.json's dict plus a `transport` section, or None if stopped before the end.
+        """
+        torch.set_num_threads(self.cfg.learner.threads)
+        learner = self.learner
+        bar = tqdm(
+            total=self.cfg.schedule.total_env_steps, unit="step", disable=not progress, dynamic_ncols=True
+        )
+        window = _Window(time.monotonic(), learner.env_steps, sum(learner.updates.values()), 0, 0)
+        try:
+            while not learner.done and not self._stop.is_set():
+                if on_tick is not None:
+                    on_tick()
+                try:
+                    unroll = self.queue.get(timeout=0.1)
+                except queue.Empty:
+                    unroll = None
+                if unroll is not None:
+                    self._consume(unroll)
+                window = self._log(window, bar)
+                learner.maybe_checkpoint()
+            if not learner.done:
+                return None
+            result = learner.write_result()
+            result["transport"] = self.transport_summary()
+            if self.run_dir:
+                learner.save()
+                (self.run_dir / "transport.json").write_text(json.dumps(result["transport"], indent=2))
+            return result
+        finally:
+            bar.close()
+            self.close()
+
+    def _consume(self, unroll: Unroll) -> None:
+        learner, st = self.learner, self.stats
+        for t in unroll.trajs:
+            lag = learner.versions[t.role] - t.version
+            st.lag_sum += lag
+            st.lag_count += 1
+            st.transitions += t.arrays["actions"].size
+            a = st.per_actor.setdefault(t.actor_id, {"unrolls": 0, "env_steps": 0, "max_version": {}})
+            a["max_version"][t.role] = max(a["max_version"].get(t.role, 0), t.version)
+            a["env_steps"] += t.env_steps
+        st.per_actor[unroll.trajs[0].actor_id]["unrolls"] += 1
+        st.unrolls += 1
+        st.bytes += unroll.nbytes
+        learner.rejected = self.servicer.rejected
+        if learner.process(unroll.trajs, unroll.nbytes):
+            self.publisher.publish(learner.broadcast())
+        self._update_status()
+
+    def _log(self, w: _Window, bar: tqdm) -> _Window:
+        now = time.monotonic()
+        if now - w.time < 2.0:
+            return w
+        learner, st, dt = self.learner, self.stats, now - w.time
+        updates = sum(learner.updates.values())
+        lag = (st.lag_sum - w.lag_sum) / max(st.lag_count - w.lag_count, 1)
+        step = learner.env_steps
+        m = learner.metrics
+        m.scalar("transport/queue_depth", self.queue.qsize(), step)
+        m.scalar("transport/bytes_received", st.bytes, step)
+        m.scalar("transport/policy_lag_mean", lag, step)
+        m.scalar("transport/env_steps_per_s", (step - w.env_steps) / dt, step)
+        m.scalar("transport/updates_per_s", (updates - w.updates) / dt, step)
+        m.scalar("transport/rejected", self.servicer.rejected, step)
+        value = learner.last_eval.leader_value if learner.last_eval else float("nan")
+        bar.n = min(step, bar.total)
+        bar.set_postfix(
+            phase=learner.schedule.kind, leader_value=f"{value:g}", queue=self.queue.qsize(), refresh=False
+        )
+        bar.update(0)
+        return _Window(now, step, updates, st.lag_sum, st.lag_count)
+
+    def _update_status(self) -> None:
+        learner = self.learner
+        self._status = codec.LearnerStatus(
+            env_steps=learner.env_steps,
+            versions=dict(learner.versions),
+            phase_id=learner.schedule.phase_id,
+            phase_kind=learner.schedule.kind,
+            done=learner.done,
+            trajectories_received=learner.trajectories_received,
+            bytes_received=self.stats.bytes,
+        )
+
+    def status(self) -> codec.LearnerStatus:
+        """A snapshot for the Status RPC (safe from any thread)."""
+        return dataclasses.replace(
+            self._status,
+            queue_depth=self.queue.qsize(),
+            rejected=self.servicer.rejected,
+            actors_registered=self.servicer.registered,
+        )
+
+    def transport_summary(self) -> dict:
+        st = self.stats
+        return {
+            "unrolls": st.unrolls,
+            "transitions": st.transitions,
+            "bytes_received": st.bytes,
+            "mean_policy_lag": st.mean_lag,
+            "rejected": self.servicer.rejected,
+            "actors": {str(k): v for k, v in sorted(st.per_actor.items())},
+        }
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask `run()` to end after the current unroll (thread- and signal-safe)."""
+        self._stop.set()
+
+    def close(self, grace_s: float = 5.0) -> None:
+        """Tell actors the run is over, give their streams `grace_s` to drain, stop serving."""
+        if self.closing:
+            return
+        self.closing = True
+        self.publisher.publish(dataclasses.replace(self.learner.broadcast(), done=True))
+        deadline = time.monotonic() + grace_s
+        while self._server is not None and self.servicer.open_streams and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.publisher.close()
+        if self._server is not None:
+            self._server.stop(grace=1.0).wait()
+        self.learner.close()
+
+
+@dataclass
+class _Window:
+    time: float
+    env_steps: int
+    updates: int
+    lag_sum: int
+    lag_count: int
+
+
+def serve_learner(
+    cfg: ExperimentConfig,
+    run_dir: Path | None,
+    progress: bool = True,
+    token: str | None = None,
+    on_bound: Callable[[str], None] | None = None,
+) -> dict | None:
+    """Run a learner service until the schedule ends; returns result.json's dict (None if stopped).
+
+    Args:
+        cfg: the run; `cfg.server` says where to listen.
+        run_dir: where result.json, checkpoints and TensorBoard logs go.
+        progress: show a progress bar.
+        token: shared secret (overrides `cfg.server.token`; kept out of the saved config).
+        on_bound: called with the bound `host:port` once the service listens (port 0 picks one).
+    """
+    server = LearnerServer(cfg, run_dir, token=token)
+    try:
+        server.start()
+    except BaseException:
+        server.close(grace_s=0)
+        raise
+    if on_bound is not None:
+        on_bound(server.address)
+    return server.run(progress)

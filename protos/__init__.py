@@ -1,0 +1,1 @@
+"""The gRPC wire format: `stackrl.proto`, its generated modules, and `codec`, the one layer over them."""
