@@ -140,7 +140,13 @@ class LearnerConfig:
     reward_scale: float = 0.1
     """Rewards are multiplied by this inside the losses (reported values stay in raw units)."""
     entropy_leader: float = 0.01
-    entropy_follower: float = 0.01
+    """Entropy bonus of the leader (at the start of a phase, see `entropy_anneal`)."""
+    entropy_follower: float = 0.05
+    """Entropy bonus of the followers (at the start of a phase, see `entropy_anneal`)."""
+    entropy_anneal: bool = True
+    """Decay entropy bonuses linearly to 0 over each phase: early exploration smooths the stationary
+    best-response problem (whose policy-gradient landscape has local optima), late decay lets
+    policies become deterministic."""
     baseline_cost: float = 0.5
     clip_rho: float = 1.0
     """V-trace rho-bar (IMPALA)."""
@@ -149,6 +155,8 @@ class LearnerConfig:
     ppo_clip: float = 0.0
     """If > 0, clip the importance ratio in the policy loss PPO-style (epsilon)."""
     max_grad_norm: float = 10.0
+    epochs: int = 1
+    """Optimizer passes over each batch (sample reuse; pair with `ppo_clip` when > 1)."""
     batch_trajectories: int = 1
     """Trajectory messages of one role concatenated into one update."""
     queue_size: int = 16
@@ -168,6 +176,7 @@ class LearnerConfig:
         for key in ("clip_rho", "clip_c", "max_grad_norm"):
             _require(getattr(self, key) > 0, f"learner.{key}", f"must be > 0, got {getattr(self, key)}")
         _require(self.batch_trajectories >= 1, "learner.batch_trajectories", "must be >= 1")
+        _require(self.epochs >= 1, "learner.epochs", f"must be >= 1, got {self.epochs}")
         _require(self.queue_size >= 1, "learner.queue_size", "must be >= 1")
         _require(
             self.device in ("auto", "cpu", "cuda"),
@@ -296,8 +305,11 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self, redact_secrets: bool = False) -> str:
+        data = self.to_dict()
+        if redact_secrets and data["server"]["token"] is not None:
+            data["server"]["token"] = "<redacted>"
+        return yaml.safe_dump(data, sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:

@@ -33,6 +33,7 @@ class TrajectorySpec:
         return {
             "obs": ((t + 1, b, *self.obs_shape), self.obs_dtype),
             "context": ((t + 1, b, self.context_size), "int64"),
+            "elapsed": ((t + 1, b), "int32"),
             "actions": ((t, b), "int64"),
             "logp": ((t, b), "float32"),
             "rewards": ((t, b), "float32"),
@@ -63,6 +64,8 @@ class Trajectory:
     Arrays (T = unroll length, B = games):
       obs      [T+1, B, *obs_shape]  observations (last row: bootstrap)
       context  [T+1, B, K] int64     the leader's query answers seen by a follower
+      elapsed  [T+1, B] int32        steps since the extended episode began: the critic's clock (the
+                                     policy never sees it, so policies stay stationary)
       actions  [T, B] int64
       logp     [T, B] float32        behaviour log-probabilities (0 where not a decision)
       rewards  [T, B] float32        rewards as the learner should see them (tie-break included)

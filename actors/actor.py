@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import torch
-
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, make_stackelberg_env
@@ -70,6 +69,9 @@ class Actor:
             if b.versions[role] > self.versions[role]:
                 self.nets[role].load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
                 self.versions[role] = b.versions[role]
+        if b.done:
+            self.broadcast = b
+            return
         if self.broadcast is None or b.phase_id != self.broadcast.phase_id:
             self.env.set_leader_source(b.leader_source, b.leader_table)
             self.obs = self.env.reset(seed=self.cfg.seed * 100_003 + self.actor_id + 7919 * b.phase_id)
@@ -114,6 +116,7 @@ class Actor:
             for role in self.spec.roles:
                 store = self.storage[role]
                 store["obs"][t] = obs.obs[role]
+                store["elapsed"][t] = obs.elapsed
                 if role != LEADER:
                     store["context"][t] = obs.context if self.broadcast.follower_context else 0
                 a, lp = self._act(role, obs)
@@ -134,8 +137,11 @@ class Actor:
             obs = step.obs
         for role in self.spec.roles:
             self.storage[role]["obs"][self.unroll_length] = obs.obs[role]
+            self.storage[role]["elapsed"][self.unroll_length] = obs.elapsed
             if role != LEADER:
-                self.storage[role]["context"][self.unroll_length] = obs.context if self.broadcast.follower_context else 0
+                self.storage[role]["context"][self.unroll_length] = (
+                    obs.context if self.broadcast.follower_context else 0
+                )
         self.obs = obs
         self.unrolls += 1
         returns = (
@@ -164,8 +170,8 @@ class Actor:
             self.wait_for_broadcast(self.cfg.actor.connect_deadline_s)
         while max_unrolls is None or self.unrolls < max_unrolls:
             b = self.endpoint.poll()
+            if b is not None and b.done:
+                return
             if b is not None:
                 self.apply(b)
-            if self.broadcast.done:
-                return
             self.endpoint.push(self.unroll())

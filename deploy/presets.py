@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from stackrl.config import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from stackrl.actors.actor import Actor
 from stackrl.config import ExperimentConfig
 from stackrl.learner.learner import Learner
 from stackrl.learner.transport import InProcessTransport
+from tqdm import tqdm
 
 
 def run_serial(cfg: ExperimentConfig, run_dir: Path | None = None, progress: bool = True) -> dict:

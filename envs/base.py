@@ -29,6 +29,7 @@ class EnvSpec:
     action_spaces: dict[str, Discrete]
     num_queries: int  # K
     leader_actions: int  # answers per query
+    horizon: int  # steps of the longest extended episode (K + play steps); normalises the critic's clock
 
     def context_size(self, role: str) -> int:
         return 0 if role == LEADER else self.num_queries
@@ -52,6 +53,7 @@ class BatchedMultiAgentEnv(Protocol):
     roles: tuple[str, ...]
     observation_spaces: dict[str, Space]
     action_spaces: dict[str, Discrete]
+    max_episode_steps: int  # longest possible episode (play steps)
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Start all B games; returns role -> [B, *obs_shape]."""

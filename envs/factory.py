@@ -73,4 +73,5 @@ def env_spec(env: StackelbergEnv) -> EnvSpec:
         action_spaces=dict(env.action_spaces),
         num_queries=env.num_queries,
         leader_actions=env.leader_actions,
+        horizon=env.horizon,
     )

@@ -70,6 +70,7 @@ class IteratedMatrixGame:
         self.payoffs = payoff_array(payoffs).astype(np.float32)
         self.n_leader, self.n_follower = self.payoffs.shape[:2]
         self.episode_length = episode_length
+        self.max_episode_steps = episode_length
         self.num_games = num_games
         self.roles = (LEADER, follower_role(0))
         n = num_states(self.n_leader, self.n_follower)

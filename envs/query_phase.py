@@ -34,6 +34,7 @@ class StackelbergObs:
     acting: dict[str, np.ndarray]  # role -> [B] bool: the role decides this step
     forced_leader: np.ndarray  # [B] int64: the leader's committed play action, -1 where free
     in_query: np.ndarray  # [B] bool
+    elapsed: np.ndarray  # [B] int32: steps since the extended episode began (the critic's clock)
 
 
 @dataclass
@@ -86,13 +87,17 @@ class StackelbergEnv:
         self._table: np.ndarray | None = None
         b = self.num_games
         self._k = np.zeros(b, np.int64)  # query step of each game; == K means play
+        self._elapsed = np.zeros(b, np.int32)  # steps since each game's extended episode began
+        self._free_moves: np.ndarray | None = None  # random leader's unqueried moves for this step
+        self.horizon = self.num_queries + base.max_episode_steps
         self._answers = np.zeros((b, self.num_queries), np.int64)
         self._returns = {r: np.zeros(b, np.float64) for r in self.roles}
         self._base_obs: dict[str, np.ndarray] = {}
 
     # -- leader source ------------------------------------------------------------------------
     def set_leader_source(self, source: str, table: np.ndarray | None = None) -> None:
-        """Switch where the leader's answers come from; takes effect at each game's next episode."""
+        """Switch where the leader's answers come from; call `reset()` after switching so that
+        every game starts a fresh episode under the new source (the actor does)."""
         if source not in LEADER_SOURCES:
             raise ValueError(f"leader source must be one of {LEADER_SOURCES}, got {source!r}")
         if source == "table":
@@ -108,6 +113,7 @@ class StackelbergEnv:
         n = int(games.sum())
         if n == 0:
             return
+        self._elapsed[games] = 0
         if self.leader_source == "policy":
             self._k[games] = 0
             self._answers[games] = 0
@@ -151,8 +157,12 @@ class StackelbergEnv:
         if self.leader_source != "policy" or self.commit:
             forced[queried] = self._answers[queried, idx[queried]]
         if self.leader_source == "random":
+            # A random leader's move on an unqueried observation is drawn once per step and reused
+            # by `step`, so the move the actor records is the move that is played.
             free = in_play & (idx < 0)
-            forced[free] = self._rng.integers(0, self.leader_actions, size=int(free.sum()))
+            if self._free_moves is None:
+                self._free_moves = self._rng.integers(0, self.leader_actions, size=self.num_games)
+            forced[free] = self._free_moves[free]
         if self.leader_source == "table":
             # A fixed table answers only queried observations; elsewhere it plays action 0.
             forced[in_play & (idx < 0)] = 0
@@ -162,13 +172,14 @@ class StackelbergEnv:
         acting = {LEADER: leader_acting}
         for r in self.followers:
             acting[r] = in_play.copy()
-        return StackelbergObs(obs, self._answers.copy(), acting, forced, in_query)
+        return StackelbergObs(obs, self._answers.copy(), acting, forced, in_query, self._elapsed.copy())
 
     # -- dynamics -----------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> StackelbergObs:
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self._base_obs = self.base.reset(seed=seed)
+        self._free_moves = None
         for r in self.roles:
             self._returns[r][:] = 0
         self._start_episodes(np.ones(self.num_games, bool))
@@ -182,6 +193,8 @@ class StackelbergEnv:
         a_l[forced] = current.forced_leader[forced]
         in_query = current.in_query
         b = self.num_games
+        self._elapsed += 1
+        self._free_moves = None
         rewards = {r: np.zeros(b, np.float32) for r in self.roles}
         dones = np.zeros(b, bool)
         # Query steps: record the answer, move on; the base game does not move.

@@ -38,7 +38,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated / foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {type(e).__name__}: {e}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable: {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != "stackrl-checkpoint-v1":
         raise CheckpointError(f"{path} is not a stackrl checkpoint")
     return state

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from stackrl.envs.base import LEADER
 from stackrl.envs.query_phase import StackelbergEnv
 from stackrl.learner.models import PolicyNet
@@ -74,8 +73,10 @@ def evaluate(
             break
     if not finished.all():
         raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
-    answers = greedy_answers(env, nets[LEADER], device) if leader_source == "policy" else np.asarray(
-        table if table is not None else [], np.int64
+    answers = (
+        greedy_answers(env, nets[LEADER], device)
+        if leader_source == "policy"
+        else np.asarray(table if table is not None else [], np.int64)
     )
     mean = returns.mean(axis=0)
     return EvalResult(
@@ -84,4 +85,3 @@ def evaluate(
         leader_answers=answers.tolist(),
         episodes=b,
     )
-

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from stackrl.config import PhaseConfig
 from stackrl.learner.models import PolicyNet
 
@@ -49,9 +48,15 @@ class InnerOuterLoop:
         if greedy:
             a = logits.argmax(-1)
         else:
-            a = torch.multinomial(logp_all.exp().cpu(), 1, generator=self.generator).squeeze(-1).to(logits.device)
+            a = (
+                torch.multinomial(logp_all.exp().cpu(), 1, generator=self.generator)
+                .squeeze(-1)
+                .to(logits.device)
+            )
         logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
-        self.current = Commitment(a.cpu().numpy().astype(np.int64), logp.cpu().numpy().astype(np.float32), greedy)
+        self.current = Commitment(
+            a.cpu().numpy().astype(np.int64), logp.cpu().numpy().astype(np.float32), greedy
+        )
         self._reset_inner()
         return self.current
 
@@ -65,7 +70,10 @@ class InnerOuterLoop:
             self.since_best = 0
         else:
             self.since_best += 1
-        return self.inner_updates >= self.phase.inner_min_updates and self.since_best >= self.phase.inner_patience
+        return (
+            self.inner_updates >= self.phase.inner_min_updates
+            and self.since_best >= self.phase.inner_patience
+        )
 
     def record(self, leader_value: float) -> bool:
         """Store the converged value of the current commitment; True when a leader update is due."""
@@ -91,6 +99,7 @@ class InnerOuterLoop:
         return {
             "obs": obs,
             "context": np.zeros((k + 1, m, 0), np.int64),
+            "elapsed": np.repeat(np.arange(k + 1, dtype=np.int32)[:, None], m, axis=1),
             "actions": np.stack([c.answers for c, _ in sampled], axis=1),
             "logp": np.stack([c.logp for c, _ in sampled], axis=1),
             "rewards": rewards,

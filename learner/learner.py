@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, is_matrix_game, make_stackelberg_env
@@ -93,12 +92,15 @@ class Learner:
         self._broadcast = self._make_broadcast()
         if self.run_dir:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
-            self.metrics.text("config", "```\n" + cfg.to_yaml() + "\n```")
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml(redact_secrets=True))
+            self.metrics.text("config", "```\n" + cfg.to_yaml(redact_secrets=True) + "\n```")
 
     # -- broadcast ------------------------------------------------------------------------------
     def _weights(self) -> dict[str, dict[str, np.ndarray]]:
-        return {r: {k: v.detach().cpu().numpy().copy() for k, v in n.state_dict().items()} for r, n in self.nets.items()}
+        return {
+            r: {k: v.detach().cpu().numpy().copy() for k, v in n.state_dict().items()}
+            for r, n in self.nets.items()
+        }
 
     def _make_broadcast(self) -> Broadcast:
         s = self.schedule
@@ -183,18 +185,19 @@ class Learner:
         """One optimizer step of `role` on a batch of trajectory arrays ([T(+1), B, ...])."""
         net = self.nets[role]
         tensors = {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}
-        loss, stats = actor_critic_loss(
-            net,
-            tensors,
-            self.cfg.learner,
-            entropy_cost=self.cfg.learner.entropy_leader if role == LEADER else self.cfg.learner.entropy_follower,
-            value_on_all_steps=role == LEADER,
-        )
+        lc = self.cfg.learner
+        entropy_cost = lc.entropy_leader if role == LEADER else lc.entropy_follower
+        if lc.entropy_anneal:
+            entropy_cost *= self.schedule.phase_remaining()
         opt = self.optimizers[role]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.learner.max_grad_norm)
-        opt.step()
+        for _ in range(lc.epochs):
+            loss, stats = actor_critic_loss(
+                net, tensors, lc, entropy_cost=entropy_cost, value_on_all_steps=role == LEADER
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), lc.max_grad_norm)
+            opt.step()
         self.versions[role] += 1
         self.updates[role] += 1
         self.schedule.on_update(role)
@@ -222,7 +225,9 @@ class Learner:
         if not self.inner_outer.on_follower_update(mean_f):
             return
         current = self.inner_outer.current
-        res = evaluate(self.eval_env, self.nets, "table", current.answers, follower_context=False, device=self.device)
+        res = evaluate(
+            self.eval_env, self.nets, "table", current.answers, follower_context=False, device=self.device
+        )
         if current.greedy:
             self._record_eval(res)
         if self.inner_outer.record(res.leader_value):
@@ -239,9 +244,13 @@ class Learner:
 
     def _record_eval(self, res: EvalResult) -> None:
         self.last_eval = res
-        point = {"env_steps": self.env_steps, "leader_value": res.leader_value,
-                 "follower_values": res.follower_values, "leader_answers": res.leader_answers,
-                 "wall_seconds": self.wall_seconds}
+        point = {
+            "env_steps": self.env_steps,
+            "leader_value": res.leader_value,
+            "follower_values": res.follower_values,
+            "leader_answers": res.leader_answers,
+            "wall_seconds": self.wall_seconds,
+        }
         step = self.env_steps
         self.metrics.scalar("eval/leader_value", res.leader_value, step)
         for f, v in zip(self.followers, res.follower_values):
@@ -266,7 +275,9 @@ class Learner:
         dt = now - t0
         total_updates = sum(self.updates.values())
         self.metrics.scalar("throughput/env_steps_per_s", (self.env_steps - steps0) / dt, self.env_steps)
-        self.metrics.scalar("throughput/bytes_received_per_s", (self.bytes_received - bytes0) / dt, self.env_steps)
+        self.metrics.scalar(
+            "throughput/bytes_received_per_s", (self.bytes_received - bytes0) / dt, self.env_steps
+        )
         self.metrics.scalar("throughput/updates_per_s", (total_updates - upd0) / dt, self.env_steps)
         self._last_rate = (now, self.env_steps, self.bytes_received, total_updates)
 
@@ -288,10 +299,14 @@ class Learner:
         out = {
             "name": self.cfg.name,
             "game": self.cfg.env.name,
-            "method": "inner_outer" if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases) else "meta",
+            "method": "inner_outer"
+            if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases)
+            else "meta",
             "seed": self.cfg.seed,
             "leader_value": res.leader_value,
-            "follower_value": res.follower_values[0] if len(res.follower_values) == 1 else res.follower_values,
+            "follower_value": res.follower_values[0]
+            if len(res.follower_values) == 1
+            else res.follower_values,
             "leader_answers": res.leader_answers,
             "env_steps": {**by_phase, "total": self.env_steps},
             "steps_to_final": steps_to_final(self.eval_history),
@@ -319,7 +334,7 @@ class Learner:
     def state_dict(self) -> dict:
         return {
             "format": "stackrl-checkpoint-v1",
-            "config_yaml": self.cfg.to_yaml(),
+            "config_yaml": self.cfg.to_yaml(redact_secrets=True),
             "nets": {r: n.state_dict() for r, n in self.nets.items()},
             "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
             "versions": dict(self.versions),

@@ -4,6 +4,12 @@ One class, `PolicyNet`, serves every role: an observation encoder chosen from th
 (one-hot for discrete, identity for vectors, Nature CNN for stacked image frames), an optional
 context embedding (the leader's K query answers, one-hot), joined by concatenation or FiLM, and
 policy and value heads. The leader's network has no context (K = 0).
+
+The value head also reads the episode clock (fraction of the horizon remaining). In finite-horizon
+games the return from a state depends strongly on how many steps are left; a clock-blind critic
+turns that into advantage noise that swamps the action signal. The policy head never sees the
+clock, so policies stay stationary, as the exact solver assumes; a baseline may depend on anything
+but the action, so the policy gradient stays unbiased.
 """
 
 from __future__ import annotations
@@ -72,8 +78,10 @@ class PolicyNet(nn.Module):
         context_actions: int = 0,
         hidden: int = 64,
         context_join: str = "concat",
+        horizon: int = 0,
     ):
         super().__init__()
+        self.horizon = horizon
         self.obs_space = obs_space
         self.num_actions = num_actions
         self.context_size = context_size
@@ -89,12 +97,18 @@ class PolicyNet(nn.Module):
                 feat = feat + hidden
         self.torso = nn.Sequential(nn.Linear(feat, hidden), nn.ReLU())
         self.policy = nn.Linear(hidden, num_actions)
-        self.value = nn.Linear(hidden, 1)
+        if horizon:
+            self.value = nn.Sequential(nn.Linear(hidden + 1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        else:
+            self.value = nn.Linear(hidden, 1)
 
     def forward(
-        self, obs: torch.Tensor, context: torch.Tensor | None = None
+        self, obs: torch.Tensor, context: torch.Tensor | None = None, elapsed: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs [N, *obs_shape], context [N, K] int64 -> logits [N, A], value [N]."""
+        """obs [N, *obs_shape], context [N, K] int64, elapsed [N] int -> logits [N, A], value [N].
+
+        Without `elapsed` the value is computed as at the start of an episode (acting needs only logits).
+        """
         x = self.encoder(obs)
         if self.context_size:
             c = F.one_hot(context.long().clamp(min=0), self.context_actions).float().flatten(1)  # [N, K*A_L]
@@ -105,7 +119,14 @@ class PolicyNet(nn.Module):
             else:
                 x = torch.cat([x, e], dim=-1)
         h = self.torso(x)
-        return self.policy(h), self.value(h).squeeze(-1)
+        if self.horizon:
+            if elapsed is None:
+                elapsed = torch.zeros(h.shape[0], device=h.device)
+            remaining = (1.0 - elapsed.float() / self.horizon).clamp(0.0, 1.0).unsqueeze(-1)  # [N, 1]
+            h_value = torch.cat([h, remaining], dim=-1)
+        else:
+            h_value = h
+        return self.policy(h), self.value(h_value).squeeze(-1)
 
 
 def build_networks(spec: EnvSpec, cfg: ModelConfig) -> dict[str, PolicyNet]:
@@ -118,6 +139,7 @@ def build_networks(spec: EnvSpec, cfg: ModelConfig) -> dict[str, PolicyNet]:
             context_actions=spec.leader_actions,
             hidden=cfg.hidden,
             context_join=cfg.context_join,
+            horizon=spec.horizon,
         )
         for role in spec.roles
     }

@@ -43,8 +43,16 @@ class Schedule:
         """Name of the current phase for step accounting: `<index>_<kind>` (e.g. `0_pretrain`)."""
         return f"{min(self.index, len(self.cfg.phases) - 1)}_{self.kind}"
 
+    def phase_remaining(self) -> float:
+        """Fraction of the current phase's env-step budget not yet consumed, in [0, 1]."""
+        if self.finished:
+            return 0.0
+        return max(0.0, 1.0 - self.phase_env_steps / self.phase.env_steps)
+
     def leader_source(self) -> str:
-        return {"pretrain": "random", "leader": "policy", "alternate": "policy", "inner_outer": "table"}[self.kind]
+        return {"pretrain": "random", "leader": "policy", "alternate": "policy", "inner_outer": "table"}[
+            self.kind
+        ]
 
     def follower_context(self) -> bool:
         return self.kind != "inner_outer"

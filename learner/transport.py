@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-
 from stackrl.trajectory import Trajectory
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from stackrl.config import LearnerConfig
 from stackrl.learner import losses
 from stackrl.learner.models import PolicyNet
@@ -34,7 +33,7 @@ def actor_critic_loss(
     Args:
       net: the role's network.
       batch: trajectory arrays as tensors (see `stackrl.trajectory.Trajectory`): obs [T+1, B, ...],
-        context [T+1, B, K], actions/logp/rewards/dones/valid [T, B].
+        context [T+1, B, K], elapsed [T+1, B], actions/logp/rewards/dones/valid [T, B].
       cfg: learner hyperparameters.
       entropy_cost: weight of the entropy bonus for this role.
       value_on_all_steps: train the value on every step (the leader, whose extended episode is all
@@ -42,9 +41,8 @@ def actor_critic_loss(
     """
     obs, context = batch["obs"], batch["context"]
     t1, b = obs.shape[:2]
-    t = t1 - 1
     ctx = context.flatten(0, 1) if context.shape[-1] else None
-    logits, values = net(obs.flatten(0, 1), ctx)  # [(T+1)*B, A], [(T+1)*B]
+    logits, values = net(obs.flatten(0, 1), ctx, batch["elapsed"].flatten(0, 1))  # [(T+1)*B, A], [(T+1)*B]
     logits = logits.view(t1, b, -1)
     values = values.view(t1, b)
 
@@ -53,14 +51,23 @@ def actor_critic_loss(
     # Steps that are not this role's decisions have rho = c = 1: the trace passes through them.
     log_rhos = torch.where(valid, target_logp.detach() - batch["logp"], torch.zeros_like(target_logp))
     not_done = (~batch["dones"]).float()
-    discounts = torch.where(valid, torch.full_like(not_done, cfg.discount), torch.ones_like(not_done)) * not_done
+    discounts = (
+        torch.where(valid, torch.full_like(not_done, cfg.discount), torch.ones_like(not_done)) * not_done
+    )
     rewards = batch["rewards"] * cfg.reward_scale
     vt = vtrace(
-        log_rhos, discounts, rewards, values[:-1].detach(), values[-1].detach(),
-        clip_rho_threshold=cfg.clip_rho, clip_c_threshold=cfg.clip_c,
+        log_rhos,
+        discounts,
+        rewards,
+        values[:-1].detach(),
+        values[-1].detach(),
+        clip_rho_threshold=cfg.clip_rho,
+        clip_c_threshold=cfg.clip_c,
     )
     if cfg.ppo_clip > 0:
-        pg = losses.clipped_policy_loss(logits[:-1], batch["actions"], batch["logp"], vt.pg_advantages, valid, cfg.ppo_clip)
+        pg = losses.clipped_policy_loss(
+            logits[:-1], batch["actions"], batch["logp"], vt.pg_advantages, valid, cfg.ppo_clip
+        )
     else:
         pg = losses.policy_gradient_loss(logits[:-1], batch["actions"], vt.pg_advantages, valid)
     value_mask = torch.ones_like(valid) if value_on_all_steps else valid
@@ -69,10 +76,10 @@ def actor_critic_loss(
     total = pg + cfg.baseline_cost * base + entropy_cost * ent
     n_valid = valid.float().sum().clamp(min=1)
     stats = LossStats(
-        total=float(total),
-        policy=float(pg),
-        baseline=float(base),
-        entropy=float(-ent),
+        total=float(total.detach()),
+        policy=float(pg.detach()),
+        baseline=float(base.detach()),
+        entropy=float(-ent.detach()),
         mean_rho=float((log_rhos.exp() * valid).sum() / n_valid),
         valid_fraction=float(valid.float().mean()),
     )

@@ -140,8 +140,8 @@ class Recording(torch.nn.Module):
         self.net = net
         self.logits = self.values = None
 
-    def forward(self, obs, context=None):
-        logits, values = self.net(obs, context)
+    def forward(self, obs, context=None, elapsed=None):
+        logits, values = self.net(obs, context, elapsed)
         logits.retain_grad()
         values.retain_grad()
         self.logits, self.values = logits, values
