@@ -56,6 +56,27 @@ class EnvConfig:
     """Atari pricing: agent steps (4 frames each) before an episode is cut."""
     num_threads: int = 0
     """Atari pricing: envpool worker threads (0 = one per core)."""
+    pettingzoo: str | None = None
+    """Bring your own game (`name: pettingzoo`): a `ParallelEnv` factory as `package.module:callable`,
+    e.g. `pettingzoo.classic.rps_v2:parallel_env` (docs/byog.md)."""
+    pettingzoo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the `pettingzoo` factory."""
+    leader_agent: str | None = None
+    """The PettingZoo agent that leads; all others follow in `possible_agents` order."""
+    query_set: str = "enumerate"
+    """PettingZoo games: `enumerate` (every leader observation; Discrete only) or `probe`."""
+    probe_size: int = 8
+    """probe: K, the number of probe observations."""
+    probe_seed: int = 0
+    """probe: seed of the uniformly random reference rollout the probes are taken from."""
+    probe_steps: int = 1000
+    """probe: the most agent steps of the reference rollout."""
+    probe_path: str | None = None
+    """probe: .npz file holding the run's probe set: written if absent, else loaded (resume)."""
+    probe_hash: str | None = None
+    """probe: sha256 the probe set must have (`python -m stackrl.envs.probe <preset>` prints it)."""
+    frame_skip: int = 1
+    """PettingZoo games: env steps per agent step (actions repeated, rewards summed)."""
 
     def validate(self) -> None:
         _require(self.num_games >= 1, "env.num_games", f"must be >= 1, got {self.num_games}")
@@ -74,6 +95,21 @@ class EnvConfig:
             "env.tie_break",
             f"must be >= 0, got {self.tie_break}",
         )
+        _require(
+            self.query_set in ("enumerate", "probe"),
+            "env.query_set",
+            f"must be 'enumerate' or 'probe', got {self.query_set!r}",
+        )
+        _require(self.probe_size >= 1, "env.probe_size", f"must be >= 1, got {self.probe_size}")
+        _require(self.probe_steps >= 1, "env.probe_steps", f"must be >= 1, got {self.probe_steps}")
+        _require(self.frame_skip >= 1, "env.frame_skip", f"must be >= 1, got {self.frame_skip}")
+        if self.name == "pettingzoo" or self.pettingzoo is not None:
+            _require(
+                self.pettingzoo is not None and ":" in self.pettingzoo,
+                "env.pettingzoo",
+                f"must name a factory as 'package.module:callable', got {self.pettingzoo!r}",
+            )
+            _require(bool(self.leader_agent), "env.leader_agent", "must name the leading PettingZoo agent")
         _require(self.price_scale >= 0, "env.price_scale", f"must be >= 0, got {self.price_scale}")
         _require(len(self.prices) >= 1, "env.prices", "needs at least one price")
         _require(

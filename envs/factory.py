@@ -17,16 +17,25 @@ def is_matrix_game(cfg: EnvConfig) -> bool:
     return cfg.payoffs is not None or cfg.name in GAMES or cfg.name == "matrix"
 
 
+def is_pettingzoo(cfg: EnvConfig) -> bool:
+    """A user's PettingZoo game (DESIGN.md §4.3)."""
+    return cfg.name == "pettingzoo" or cfg.pettingzoo is not None
+
+
 def make_env(cfg: EnvConfig, seed: int = 0) -> BatchedMultiAgentEnv:
     """The base (non-extended) batched game."""
     if is_matrix_game(cfg):
         payoffs, length = resolve_game(cfg.name, cfg.payoffs, cfg.episode_length)
         return IteratedMatrixGame(payoffs, length, cfg.num_games)
+    if is_pettingzoo(cfg):
+        from stackrl.envs.pettingzoo_adapter import make_pettingzoo  # optional dependency
+
+        return make_pettingzoo(cfg, seed)
     if cfg.name in ATARI_GAMES:
         from stackrl.envs.atari_pricing import make_atari_pricing  # optional dependency
 
         return make_atari_pricing(cfg, seed)
-    raise ValueError(f"env.name: unknown game {cfg.name!r}; known: {', '.join([*GAMES, *ATARI_GAMES])}")
+    raise ValueError(f"env.name: unknown game {cfg.name!r}; known: {', '.join([*GAMES, *ATARI_GAMES, 'pettingzoo'])}")
 
 
 def resolve_tie_break(cfg: EnvConfig) -> float:

@@ -1,0 +1,134 @@
+"""Probe query sets: K leader observations collected once from a seeded reference rollout.
+
+When the leader's observation space is too large to enumerate (images, vectors), the followers
+query the leader on a fixed *probe set* instead, and the context is the leader's answers on it: a
+fingerprint of the leader's policy, not the whole policy (docs/byog.md explains what that costs).
+
+Every process must query the same probes. Actors may run on other hosts, so the set is not shipped
+as data: it is generated deterministically from (env config, `probe_seed`) by a uniformly random
+rollout, identified by a content hash (sha256 over dtype, shape and bytes), and checked:
+- `probe_path` (optional): the first construction writes the set there; later ones (a resumed run,
+  actors sharing the run directory) load it, check its stored hash and use it.
+- `probe_hash` (optional): every construction, wherever it runs, checks its set against this hash
+  and refuses to start on a mismatch (e.g. an emulator or package version that rolls out differently).
+`python -m stackrl.envs.probe <preset or yaml>` prints the hash to pin in the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+class ProbeSetMismatch(RuntimeError):
+    """A probe set differs from the one the run was started with."""
+
+
+def probe_hash(probes: np.ndarray) -> str:
+    """sha256 (hex) of a probe set's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    h.update(str(probes.dtype).encode())
+    h.update(repr(tuple(probes.shape)).encode())
+    h.update(np.ascontiguousarray(probes).tobytes())
+    return h.hexdigest()
+
+
+def select_probes(observations: Iterator[np.ndarray], k: int, pool: int) -> np.ndarray:
+    """K distinct observations, evenly spaced over the first `pool` distinct ones of a rollout.
+
+    Args:
+        observations: leader observations in visit order (each [*obs_shape]).
+        k: K, the number of probes.
+        pool: distinct observations to collect before choosing (>= k); spacing the choice spreads
+            the probes over the episode instead of taking K near-identical opening frames.
+
+    Returns:
+        [K, *obs_shape] probes, in visit order.
+    """
+    seen: dict[bytes, np.ndarray] = {}
+    for obs in observations:
+        key = np.ascontiguousarray(obs).tobytes()
+        if key not in seen:
+            seen[key] = np.array(obs, copy=True)
+            if len(seen) >= pool:
+                break
+    distinct = list(seen.values())
+    if len(distinct) < k:
+        raise ValueError(f"probe set: the reference rollout visited {len(distinct)} distinct leader "
+                         f"observations, fewer than probe_size={k}")
+    idx = np.round(np.linspace(0, len(distinct) - 1, k)).astype(np.int64)
+    return np.stack([distinct[i] for i in idx])
+
+
+def save_probe_set(path: str | Path, probes: np.ndarray) -> None:
+    """Write probes and their hash to an .npz file atomically (concurrent writers are harmless)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, probes=probes, sha256=np.array(probe_hash(probes)))
+    tmp.replace(path)
+
+
+def load_probe_set(path: str | Path) -> np.ndarray:
+    """Read a probe set written by `save_probe_set`, checking its stored hash."""
+    with np.load(path, allow_pickle=False) as f:
+        probes, stored = f["probes"], str(f["sha256"])
+    if probe_hash(probes) != stored:
+        raise ProbeSetMismatch(f"{path}: probe set does not match its stored hash (corrupted file)")
+    return probes
+
+
+def resolve_probe_set(
+    generate: Callable[[], np.ndarray], path: str | None = None, expected_hash: str | None = None
+) -> np.ndarray:
+    """The run's probe set: loaded from `path` if it exists, else generated (and written to `path`).
+
+    Raises:
+        ProbeSetMismatch: the set's hash differs from `expected_hash`.
+    """
+    if path and Path(path).exists():
+        probes = load_probe_set(path)
+        source = f"stored at {path}"
+    else:
+        probes = generate()
+        source = "generated from (env config, probe_seed)"
+        if path:
+            save_probe_set(path, probes)
+    got = probe_hash(probes)
+    if expected_hash is not None and got != expected_hash:
+        raise ProbeSetMismatch(
+            f"env.probe_hash: the probe set {source} has hash {got}, the config expects {expected_hash}; "
+            "this host's environment rolls out differently from the one the run was started on"
+        )
+    return probes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the probe hash of an experiment's env (to pin as `env.probe_hash`)."""
+    from stackrl.config import ExperimentConfig
+    from stackrl.deploy.presets import load_experiment
+    from stackrl.envs.factory import make_env
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m stackrl.envs.probe <preset or config.yaml>", file=sys.stderr)
+        return 2
+    data = load_experiment(args[0])
+    data.pop("method_tag", None)
+    cfg = ExperimentConfig.from_dict(data)
+    cfg.env.num_games = 1
+    env = make_env(cfg.env)
+    try:
+        print(probe_hash(env.leader_query_set()))
+    finally:
+        env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
