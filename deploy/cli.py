@@ -88,7 +88,13 @@ def _build_config(
 
 
 @main.command()
-@click.argument("experiment")
+@click.argument("experiment", required=False)
+@click.option(
+    "--resume",
+    "resume_dir",
+    default=None,
+    help="Continue the run in this directory (runs/<name>) from its checkpoint and config.",
+)
 @click.option("--payoffs", default=None, help="User bimatrix as JSON (overrides the game's payoffs).")
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @click.option(
@@ -103,7 +109,8 @@ def _build_config(
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.lr_leader=0.01")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(
-    experiment: str,
+    experiment: str | None,
+    resume_dir: str | None,
     payoffs: str | None,
     seed: int | None,
     method: str | None,
@@ -113,12 +120,29 @@ def train(
     overrides: tuple[str, ...],
     no_progress: bool,
 ) -> None:
-    """Train on EXPERIMENT (a preset in deploy/configs, a game name, or a YAML file); writes runs/<name>/."""
-    try:
-        cfg = _build_config(experiment, payoffs, seed, method, name, actors, overrides)
-    except (ConfigError, ValueError) as e:
-        _fail(str(e))
-    run_dir = cfg.run_dir
+    """Train on EXPERIMENT (a preset in deploy/configs, a game name, or a YAML file); writes runs/<name>/.
+
+    `stackrl train --resume runs/<name>` continues an interrupted run from its checkpoint."""
+    if resume_dir is not None:
+        if experiment is not None or any(
+            v for v in (payoffs, seed, method, actors, name, overrides, serial)
+        ):
+            _fail("--resume takes the run's own config: give no EXPERIMENT or other run options")
+        from stackrl.deploy.launch import resume_config
+        from stackrl.learner.checkpoint import CheckpointError
+
+        try:
+            cfg, run_dir = resume_config(resume_dir)
+        except (CheckpointError, ConfigError, ValueError) as e:
+            _fail(str(e))
+    elif experiment is None:
+        _fail("give an EXPERIMENT, or --resume RUN_DIR")
+    else:
+        try:
+            cfg = _build_config(experiment, payoffs, seed, method, name, actors, overrides)
+        except (ConfigError, ValueError) as e:
+            _fail(str(e))
+        run_dir = cfg.run_dir
     click.echo(f"run directory: {run_dir}", err=True)
     if serial:
         from stackrl.deploy.serial import run_serial
@@ -127,9 +151,11 @@ def train(
     else:
         from stackrl.deploy.launch import LaunchError, run_local
 
+        from stackrl.learner.checkpoint import CheckpointError
+
         try:
-            result = run_local(cfg, run_dir, progress=not no_progress)
-        except LaunchError as e:
+            result = run_local(cfg, run_dir, progress=not no_progress, resume=resume_dir is not None)
+        except (LaunchError, CheckpointError) as e:
             _fail(str(e))
     summary = {
         k: result.get(k)
@@ -297,6 +323,61 @@ def bench_throughput(
         run_throughput_benchmark(env_name, counts, seconds, warmup, phase, json_path, overrides)
     except (ConfigError, LaunchError) as e:
         _fail(str(e))
+
+
+@bench.command("atari")
+@click.option(
+    "--env", "env_name", default="space_invaders_pricing", show_default=True, help="An Atari pricing preset."
+)
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="End-to-end measurement window.")
+@click.option("--warmup", type=float, default=10.0, show_default=True, help="Seconds of training before it.")
+@click.option("--actors", type=int, default=None, help="Actor processes (default: the preset's).")
+@click.option("--json", "json_path", default=None, help="Write the measurements to this JSON file.")
+@click.option("--set", "overrides", multiple=True, help="Config override: --set learner.threads=2")
+def bench_atari(
+    env_name: str,
+    seconds: float,
+    warmup: float,
+    actors: int | None,
+    json_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Atari pricing: raw env, actor inference and learner rates, the 2-core limit they imply, and the
+    end-to-end training rate (1 learner + actors over gRPC) as a fraction of it."""
+    from stackrl.deploy.bench_atari import run_atari_benchmark
+    from stackrl.deploy.launch import LaunchError
+
+    try:
+        run_atari_benchmark(env_name, seconds, warmup, actors, json_path, overrides)
+    except (ConfigError, LaunchError) as e:
+        _fail(str(e))
+
+
+@main.command("eval")
+@click.argument("run_dir")
+@click.option("--episodes", type=int, default=8, show_default=True, help="Evaluation episodes per schedule.")
+@click.option(
+    "--regret-steps",
+    type=int,
+    default=20000,
+    show_default=True,
+    help="Agent-step budget of the from-scratch follower behind the regret (0: skip regret).",
+)
+@click.option("--max-steps", type=int, default=2500, show_default=True, help="Cut evaluation episodes here.")
+@click.option("--json", "json_path", default=None, help="Write the report to this JSON file.")
+def eval_run(run_dir: str, episodes: int, regret_steps: int, max_steps: int, json_path: str | None) -> None:
+    """Evaluate an Atari pricing run: per-price fire rates, leader vs constant prices, follower regret."""
+    from stackrl.learner.atari_eval import format_report, run_eval
+    from stackrl.learner.checkpoint import CheckpointError
+
+    try:
+        report = run_eval(run_dir, episodes=episodes, regret_steps=regret_steps, max_episode_steps=max_steps)
+    except (CheckpointError, ConfigError, ValueError) as e:
+        _fail(str(e))
+    click.echo(format_report(report))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,278 @@
+"""Evaluation of an Atari pricing run (`stackrl eval RUN_DIR`): does the follower respond to prices,
+does the leader price well, and does the contextual follower truly best-respond (DESIGN.md §5)?
+
+From `RUN_DIR/checkpoint.pt` (networks) and its embedded config:
+
+- per-price table: for every price p, the constant schedule (p in every phase), played by the
+  contextual follower(s) with that schedule as context (`table` leader source): FIRE actions per
+  follower step (greedy actions) and the policy's probability mass on FIRE actions, the follower's
+  return and the leader's revenue;
+- the leader's greedy schedule (its answers on the K phases) and the revenue it earns (`policy`
+  source: query phase, then committed play), against the best constant schedule;
+- follower regret: followers trained from scratch (fresh networks, no context) against the frozen
+  leader's greedy schedule (`table` source) for `regret_steps` agent steps, minus the contextual
+  followers' return on the same schedule. Positive: the contextual follower leaves return on the
+  table; near zero or negative: within that budget it best-responds at least as well as a
+  dedicated learner.
+
+Every evaluation plays `episodes` games greedily (argmax actions) until each ended one episode,
+episodes cut at `max_episode_steps`; returns are raw game points (followers, net of shot costs)
+and raw revenue (leader).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stackrl.config import ExperimentConfig
+from stackrl.envs.base import LEADER
+from stackrl.envs.factory import ATARI_GAMES, env_spec, make_stackelberg_env
+from stackrl.envs.query_phase import StackelbergEnv
+from stackrl.learner.checkpoint import load_checkpoint
+from stackrl.learner.evaluation import greedy_answers
+from stackrl.learner.models import PolicyNet, build_networks
+
+
+@dataclasses.dataclass
+class Rollout:
+    leader_return: float  # mean revenue per episode
+    follower_returns: list[float]  # per follower, mean episode return
+    fire_rate: list[float]  # per follower: FIRE actions / follower steps
+    fire_prob: list[float]  # per follower: mean policy probability of a FIRE action
+    steps: int  # play steps per episode, mean
+    episodes: int
+
+
+@torch.no_grad()
+def rollout(
+    env: StackelbergEnv,
+    nets: dict[str, PolicyNet],
+    source: str,
+    table: np.ndarray | None = None,
+    follower_context: bool = True,
+    seed: int = 4242,
+    max_steps: int = 1_000_000,
+) -> Rollout:
+    """Greedy play of every game of `env` until each finished one episode (its first)."""
+    env.set_leader_source(source, table)
+    obs = env.reset(seed=seed)
+    b = env.num_games
+    fire_actions = torch.as_tensor(env.base.fire_actions)
+    followers = env.followers
+    finished = np.zeros(b, bool)
+    returns = np.zeros((b, len(env.roles)))
+    fires = np.zeros((b, len(followers)))
+    probs = np.zeros((b, len(followers)))
+    steps = np.zeros(b)
+    for _ in range(max_steps):
+        actions = {}
+        live = ~finished
+        for role in env.roles:
+            if not obs.acting[role].any():
+                actions[role] = np.zeros(b, np.int64)
+                continue
+            ctx = None
+            if role != LEADER:
+                ctx = torch.as_tensor(obs.context if follower_context else np.zeros_like(obs.context))
+            logits, _ = nets[role](torch.as_tensor(obs.obs[role]), ctx)
+            a = logits.argmax(-1)
+            actions[role] = a.numpy().astype(np.int64)
+            if role != LEADER:
+                i = followers.index(role)
+                count = obs.acting[role] & live
+                fires[count, i] += fire_actions[a].numpy()[count]
+                p_fire = (torch.softmax(logits, -1) * fire_actions.float()).sum(-1).numpy()
+                probs[count, i] += p_fire[count]
+        in_play = obs.acting[followers[0]] & live
+        steps[in_play] += 1
+        step = env.step(actions)
+        ended = np.flatnonzero(step.dones)
+        first = ~finished[ended]
+        for i, role in enumerate(env.roles):
+            returns[ended[first], i] = step.episode_returns[role][first]
+        finished |= step.dones
+        obs = step.obs
+        if finished.all():
+            break
+    if not finished.all():
+        raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
+    denom = np.maximum(steps, 1)[:, None]
+    return Rollout(
+        leader_return=float(returns[:, 0].mean()),
+        follower_returns=[float(v) for v in returns[:, 1:].mean(0)],
+        fire_rate=[float(v) for v in (fires.sum(0) / denom.sum())],
+        fire_prob=[float(v) for v in (probs.sum(0) / denom.sum())],
+        steps=int(steps.mean()),
+        episodes=b,
+    )
+
+
+def eval_env(cfg: ExperimentConfig, episodes: int, max_episode_steps: int | None, seed: int) -> StackelbergEnv:
+    env_cfg = dataclasses.replace(
+        cfg.env,
+        num_games=episodes,
+        num_threads=1,
+        max_episode_steps=max_episode_steps or cfg.env.max_episode_steps,
+    )
+    return make_stackelberg_env(env_cfg, seed=seed)
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, dict]:
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    cfg = ExperimentConfig.from_yaml(state["config_yaml"])
+    if cfg.env.name not in ATARI_GAMES:
+        raise ValueError(f"{run_dir}: env {cfg.env.name!r} is not an Atari pricing game ({', '.join(ATARI_GAMES)})")
+    return cfg, state
+
+
+def train_scratch_followers(
+    cfg: ExperimentConfig, table: np.ndarray, steps: int, max_episode_steps: int | None, seed: int = 777
+) -> tuple[dict[str, PolicyNet], dict]:
+    """Fresh followers (no context) trained against the fixed schedule `table` for `steps` agent
+    steps, in-process (the same Actor and Learner classes as a serial run, one actor), with the
+    run's own learner settings and a single pretrain-like phase whose leader source is `table`."""
+    from stackrl.actors.actor import Actor
+    from stackrl.learner.learner import Learner
+
+    data = cfg.to_dict()
+    data["name"] = f"{cfg.name}_regret"
+    data["seed"] = seed
+    data["env"]["max_episode_steps"] = max_episode_steps or cfg.env.max_episode_steps
+    data["actor"]["num_actors"] = 1
+    data["schedule"]["phases"] = [{"kind": "pretrain", "env_steps": max(int(steps), 1)}]
+    data["schedule"]["eval_interval_updates"] = 10**9
+    data["schedule"]["checkpoint_interval_s"] = 10**9
+    rcfg = ExperimentConfig.from_dict(data)
+    torch.set_num_threads(max(1, rcfg.learner.threads))
+    learner = Learner(rcfg, None)
+    learner._evaluate = lambda: None  # the final greedy evaluation is ours, below
+    actor = Actor(rcfg, 0, endpoint=None)  # type: ignore[arg-type]
+
+    def broadcast():
+        return dataclasses.replace(
+            learner.broadcast(), leader_source="table", leader_table=np.asarray(table), follower_context=False
+        )
+
+    actor.apply(broadcast())
+    t0 = time.time()
+    while not learner.done:
+        if learner.process(actor.unroll()) and not learner.done:
+            actor.apply(broadcast())
+    info = {
+        "env_steps": learner.env_steps,
+        "updates": {r: n for r, n in learner.updates.items()},
+        "seconds": time.time() - t0,
+    }
+    nets = {r: n.cpu().eval() for r, n in learner.nets.items()}
+    learner.close()
+    actor.env.close()
+    return nets, info
+
+
+def run_eval(
+    run_dir: str | Path,
+    episodes: int = 8,
+    regret_steps: int = 20_000,
+    max_episode_steps: int | None = None,
+    seed: int = 4242,
+) -> dict:
+    """The whole report as a JSON-able dict (see the module docstring)."""
+    cfg, state = load_run(Path(run_dir))
+    env = eval_env(cfg, episodes, max_episode_steps, seed)
+    spec = env_spec(env)
+    nets = build_networks(spec, cfg.model)
+    for role, net in nets.items():
+        net.load_state_dict(state["nets"][role])
+        net.eval()
+    followers = list(env.followers)
+    prices = [float(p) for p in cfg.env.prices]
+    k = env.num_queries
+
+    per_price = []
+    for j, price in enumerate(prices):
+        r = rollout(env, nets, "table", np.full(k, j, np.int64), seed=seed)
+        per_price.append(
+            {
+                "price": price,
+                "fire_rate": r.fire_rate,
+                "fire_prob": r.fire_prob,
+                "follower_return": r.follower_returns,
+                "revenue": r.leader_return,
+                "steps": r.steps,
+            }
+        )
+    best = max(range(len(prices)), key=lambda j: per_price[j]["revenue"])
+    schedule = greedy_answers(env, nets[LEADER]).astype(np.int64)
+    led = rollout(env, nets, "policy", seed=seed)
+    contextual = rollout(env, nets, "table", schedule, follower_context=True, seed=seed)
+
+    report: dict = {
+        "run_dir": str(run_dir),
+        "game": cfg.env.name,
+        "followers": followers,
+        "episodes": episodes,
+        "max_episode_steps": env.base.max_episode_steps,
+        "price_scale": cfg.env.price_scale,
+        "env_steps_trained": int(state.get("env_steps", 0)),
+        "per_price": per_price,
+        "leader_schedule": [prices[a] for a in schedule.tolist()],
+        "leader_schedule_index": schedule.tolist(),
+        "phase_edges": list(cfg.env.phase_edges),
+        "leader_revenue": led.leader_return,
+        "leader_fire_rate": led.fire_rate,
+        "best_constant_price": prices[best],
+        "best_constant_revenue": per_price[best]["revenue"],
+        "leader_minus_best_constant": led.leader_return - per_price[best]["revenue"],
+        "contextual_follower_return": contextual.follower_returns,
+    }
+    if regret_steps > 0:
+        scratch_nets, info = train_scratch_followers(cfg, schedule, regret_steps, max_episode_steps)
+        scratch = rollout(env, {**scratch_nets, LEADER: nets[LEADER]}, "table", schedule, follower_context=False, seed=seed)
+        regrets = [s - c for s, c in zip(scratch.follower_returns, contextual.follower_returns)]
+        report.update(
+            {
+                "regret_steps": regret_steps,
+                "scratch_training": info,
+                "scratch_follower_return": scratch.follower_returns,
+                "follower_regret": regrets,
+                "follower_regret_mean": float(np.mean(regrets)),
+            }
+        )
+    env.close()
+    return report
+
+
+def format_report(r: dict) -> str:
+    fs = r["followers"]
+    lines = [
+        f"stackrl eval {r['run_dir']}: {r['game']}  ({r['episodes']} greedy episodes per schedule, cut at "
+        f"{r['max_episode_steps']} steps; trained {r['env_steps_trained']:,} agent steps; price_scale {r['price_scale']:g})",
+        "constant-price schedules, contextual follower(s):",
+        f"{'price':>6} " + " ".join(f"{'fire/step ' + f:>22} {'P(fire) ' + f:>20} {'return ' + f:>19}" for f in fs)
+        + f" {'revenue':>9}",
+    ]
+    for row in r["per_price"]:
+        cells = " ".join(
+            f"{row['fire_rate'][i]:>22.3f} {row['fire_prob'][i]:>20.3f} {row['follower_return'][i]:>19.1f}"
+            for i in range(len(fs))
+        )
+        lines.append(f"{row['price']:>6.2f} {cells} {row['revenue']:>9.2f}")
+    edges = r["phase_edges"]
+    phases = [f"[{a},{b})" for a, b in zip(edges, [*edges[1:], "end"])]
+    lines += [
+        "leader's greedy schedule: " + ", ".join(f"{p} {s:g}" for p, s in zip(phases, r["leader_schedule"])),
+        f"leader revenue {r['leader_revenue']:.2f}  vs best constant price {r['best_constant_price']:g}: "
+        f"{r['best_constant_revenue']:.2f}  (difference {r['leader_minus_best_constant']:+.2f})",
+    ]
+    if "follower_regret" in r:
+        for i, f in enumerate(fs):
+            lines.append(
+                f"follower regret {f}: scratch ({r['regret_steps']:,} steps) {r['scratch_follower_return'][i]:.1f} - "
+                f"contextual {r['contextual_follower_return'][i]:.1f} = {r['follower_regret'][i]:+.1f}"
+            )
+    return "\n".join(lines)
