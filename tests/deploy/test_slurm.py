@@ -43,7 +43,10 @@ def _munge_works() -> bool:
     if not MUNGE_SOCKET.exists():
         return False
     cred = subprocess.run(["munge", "-n"], capture_output=True)
-    return cred.returncode == 0 and subprocess.run(["unmunge"], input=cred.stdout, capture_output=True).returncode == 0
+    return (
+        cred.returncode == 0
+        and subprocess.run(["unmunge"], input=cred.stdout, capture_output=True).returncode == 0
+    )
 
 
 def _start_munge(tmp: Path) -> Path | None:
@@ -211,7 +214,9 @@ def test_sbatch_runs_learner_and_two_actors_under_slurm(slurm_cluster, tmp_path:
     assert list((run / "tb").glob("events.out.tfevents.*")), list(run.rglob("*"))
     assert (run / "checkpoint.pt").stat().st_size > 0
     token_line = next(line for line in (run / "config.yaml").read_text().splitlines() if "token" in line)
-    assert token_line.split(":", 1)[1].strip() in ("null", "~", ""), token_line  # the job's token is not stored
+    assert token_line.split(":", 1)[1].strip() in ("null", "~", ""), (
+        token_line
+    )  # the job's token is not stored
 
 
 def test_sbatch_fails_when_the_learner_fails(slurm_cluster, tmp_path: Path):
