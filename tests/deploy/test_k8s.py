@@ -174,3 +174,31 @@ def test_kustomize_binary_renders_the_same_settings(configured: Path):
         if d
     ]
     _check_rendered(docs)
+
+
+# -- the image ------------------------------------------------------------------------------------
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined, comments dropped."""
+    text = (K8S.parent / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            instr, _, rest = line.strip().partition(" ")
+            out.append((instr.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_cpu_default_cuda_by_argument_and_the_readme_install():
+    steps = _dockerfile()
+    args = dict(v.partition("=")[::2] for i, v in steps if i == "ARG")
+    assert steps[0] == ("ARG", "BASE=python:3.11-slim") and steps[1] == ("FROM", "${BASE}")
+    assert args["TORCH_INDEX"].endswith("/whl/cpu") and args["TORCH_VERSION"] == "2.13.0"
+    runs = [v for i, v in steps if i == "RUN"]
+    torch_step = next(r for r in runs if r.startswith('pip install "torch=='))
+    assert '--index-url "${TORCH_INDEX}"' in torch_step
+    pkg = runs.index(next(r for r in runs if r.startswith('pip install "/src/stackrl')))
+    assert runs.index(torch_step) < pkg  # torch first, then the package, as in the README
+    assert ("COPY", ". /src/stackrl") in steps and ("USER", "1000:1000") in steps
+    assert next(v for i, v in steps if i == "ENTRYPOINT") == '["stackrl"]'
+    ignored = (K8S.parents[1] / ".dockerignore").read_text().split()
+    assert {".git", "runs", "deploy/k8s/token.env"} <= set(ignored)
