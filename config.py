@@ -268,6 +268,8 @@ class ScheduleConfig:
     """Deterministic evaluation (greedy leader and followers) every this many learner updates."""
     checkpoint_interval_s: float = 300.0
     """Wall seconds between checkpoints (one is always written at the end)."""
+    checkpoint_interval_updates: int = 0
+    """Also checkpoint after this many learner updates (summed over roles); 0: time interval only."""
 
     def validate(self) -> None:
         _require(len(self.phases) >= 1, "schedule.phases", "needs at least one phase")
@@ -275,6 +277,11 @@ class ScheduleConfig:
             phase.validate(f"schedule.phases[{i}]")
         _require(self.eval_interval_updates >= 1, "schedule.eval_interval_updates", "must be >= 1")
         _require(self.checkpoint_interval_s > 0, "schedule.checkpoint_interval_s", "must be > 0")
+        _require(
+            self.checkpoint_interval_updates >= 0,
+            "schedule.checkpoint_interval_updates",
+            f"must be >= 0, got {self.checkpoint_interval_updates}",
+        )
 
     @property
     def total_env_steps(self) -> int:
@@ -405,12 +412,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"override {item!r}: expected key=value")
         path, raw = item.split("=", 1)
         keys = path.strip().split(".")
-        node = out
+        node, cls = out, ExperimentConfig
         for k in keys[:-1]:
-            if not isinstance(node, dict) or k not in node:
+            sub = _field_class(cls, k)
+            if not isinstance(node, dict) or (k not in node and sub is None):
                 raise ConfigError(f"{path}: unknown key {k!r}")
-            node = node[k]
-        if not isinstance(node, dict) or keys[-1] not in node:
+            node, cls = node.setdefault(k, {}), sub
+        known = cls is not None and _has_field(cls, keys[-1])
+        if not isinstance(node, dict) or (keys[-1] not in node and not known):
             raise ConfigError(f"{path}: unknown key {keys[-1]!r}")
         node[keys[-1]] = yaml.safe_load(raw)
     return out
+
+
+def _field_class(cls: Any, name: str) -> Any:
+    """The dataclass type of field `name` of dataclass `cls` (None if absent or not a dataclass)."""
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return None
+    hints = typing.get_type_hints(cls)
+    tp = hints.get(name)
+    return tp if tp is not None and dataclasses.is_dataclass(tp) else None
+
+
+def _has_field(cls: Any, name: str) -> bool:
+    return dataclasses.is_dataclass(cls) and name in {f.name for f in dataclasses.fields(cls)}

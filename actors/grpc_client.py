@@ -43,6 +43,11 @@ class LearnerUnavailable(LearnerError):
     """The learner could not be reached within the connect deadline."""
 
 
+class LearnerRestarted(RuntimeError):
+    """The weight stream came back after a loss: the learner may have restarted from a checkpoint, so
+    the actor should re-register and start over from the weights the learner now holds."""
+
+
 class GrpcActorEndpoint:
     """An `ActorEndpoint` talking to a learner service at `address` (`host:port`)."""
 
@@ -90,6 +95,9 @@ class GrpcActorEndpoint:
         self._serial = 0
         self._seen = 0
         self._error: Exception | None = None
+        self._restarted = False
+        self.reconnects = 0
+        self.dropped_unrolls = 0
         self._closed = threading.Event()
         self._stream: grpc.Future | None = None
         self._thread: threading.Thread | None = None
@@ -111,6 +119,8 @@ class GrpcActorEndpoint:
                 code, details = e.code(), e.details()
                 if unless_done and self._run_over():
                     return None
+                if code == grpc.StatusCode.FAILED_PRECONDITION:
+                    raise _Ahead(details) from None
                 if code not in _RETRYABLE or self._closed.is_set():
                     raise LearnerError(
                         f"{what} to learner at {self.address} failed: {code.name}: {details}"
@@ -160,11 +170,21 @@ class GrpcActorEndpoint:
     def push(self, trajectories: list[Trajectory]) -> None:
         """Send one unroll in one client-streaming call; blocks while the learner's queue is full."""
         msgs = [codec.encode_trajectory(t, compress=self.compress) for t in trajectories]
-        reply = self._call(
-            "PushTrajectories",
-            lambda: self._stub.PushTrajectories(iter(msgs), metadata=self._metadata),
-            unless_done=True,
-        )
+        if self.actor_id is not None:  # after re-registering, stamp the current id
+            for m in msgs:
+                m.actor_id = self.actor_id
+        try:
+            reply = self._call(
+                "PushTrajectories",
+                lambda: self._stub.PushTrajectories(iter(msgs), metadata=self._metadata),
+                unless_done=True,
+            )
+        except _Ahead as e:
+            # The learner is behind this unroll's weights or phase (it restarted from a checkpoint):
+            # drop the unroll; the weight stream brings the learner's current weights.
+            self.dropped_unrolls += 1
+            log.warning("learner at %s dropped an unroll: %s", self.address, e)
+            return
         if reply is not None and reply.done:
             self._mark_done()
 
@@ -177,6 +197,10 @@ class GrpcActorEndpoint:
         with self._lock:
             if self._error is not None:
                 raise self._error
+            if self._restarted:
+                self._restarted = False
+                self._seen = self._serial - 1  # the next poll returns the newest broadcast
+                raise LearnerRestarted(f"the weight stream from {self.address} was re-established")
             if self._serial == self._seen:
                 return None
             self._seen = self._serial
@@ -195,6 +219,7 @@ class GrpcActorEndpoint:
     def _receive(self) -> None:
         """Consume StreamWeights, reconnecting with back-off; record a final error for `poll()`."""
         delay, attempt, down_since = 0.1, 0, None
+        received, lost = False, False
         while not self._closed.is_set():
             try:
                 with self._lock:  # close() cancels whatever stream is open once it holds the lock
@@ -203,7 +228,11 @@ class GrpcActorEndpoint:
                     request = codec.weights_request(self.actor_id)
                     stream = self._stream = self._stub.StreamWeights(request, metadata=self._metadata)
                 for msg in stream:
-                    done = self._on_message(msg)
+                    done = self._on_message(msg, restarted=lost)
+                    if lost:
+                        log.info("weight stream from %s re-established", self.address)
+                        self.reconnects += 1
+                    received, lost = True, False
                     delay, attempt, down_since = 0.1, 0, None
                     if done:
                         return
@@ -220,6 +249,7 @@ class GrpcActorEndpoint:
             except codec.CodecError as e:
                 self._fail(LearnerError(f"weight stream from {self.address}: {e}"))
                 return
+            lost = lost or received
             now = time.monotonic()
             down_since = down_since or now
             if now - down_since > self.connect_deadline_s:
@@ -236,11 +266,13 @@ class GrpcActorEndpoint:
             self._closed.wait(delay)
             delay = min(2 * delay, _MAX_BACKOFF_S)
 
-    def _on_message(self, msg: object) -> bool:
+    def _on_message(self, msg: object, restarted: bool = False) -> bool:
         b = codec.merge_weights(self._held, codec.decode_broadcast(msg))
         with self._lock:
             self._latest = b
             self._serial += 1
+            if restarted and not b.done:
+                self._restarted = True
         return b.done
 
     def _run_over(self) -> bool:
@@ -258,3 +290,7 @@ class GrpcActorEndpoint:
         log.error("%s", error)
         with self._lock:
             self._error = error
+
+
+class _Ahead(Exception):
+    """FAILED_PRECONDITION from PushTrajectories: the unroll is ahead of the learner (internal)."""

@@ -10,7 +10,7 @@ import logging
 
 import torch
 from stackrl.actors.actor import Actor
-from stackrl.actors.grpc_client import GrpcActorEndpoint, LearnerError
+from stackrl.actors.grpc_client import GrpcActorEndpoint, LearnerError, LearnerRestarted
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,23 @@ def run_actor_process(
         address, token, tls_ca, connect_deadline_s=connect_deadline_s, compress=compress
     )
     try:
-        actor_id, cfg = endpoint.register()
-        torch.set_num_threads(cfg.actor.threads)
-        actor = Actor(cfg, actor_id, endpoint)
-        log.info("actor %d: %d games of %s, learner %s", actor_id, cfg.env.num_games, cfg.env.name, address)
-        actor.run()
-        log.info("actor %d: the learner ended the run after %d unrolls", actor_id, actor.unrolls)
-        return 0
+        while True:
+            actor_id, cfg = endpoint.register()
+            torch.set_num_threads(cfg.actor.threads)
+            actor = Actor(cfg, actor_id, endpoint)
+            log.info(
+                "actor %d: %d games of %s, learner %s", actor_id, cfg.env.num_games, cfg.env.name, address
+            )
+            try:
+                if not actor.wait_for_broadcast(cfg.actor.connect_deadline_s).done:
+                    actor.run()
+            except LearnerRestarted as e:
+                # The learner came back (maybe from a checkpoint): register again and act on the
+                # weights it holds now, whatever versions this actor had seen before.
+                log.warning("actor %d: %s; registering again", actor_id, e)
+                continue
+            log.info("actor %d: the learner ended the run after %d unrolls", actor_id, actor.unrolls)
+            return 0
     except (LearnerError, TimeoutError) as e:
         log.error("actor: %s", e)
         return 1

@@ -8,11 +8,14 @@ stopped before this returns, so no actor outlives the launcher.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import multiprocessing as mp
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class LaunchError(RuntimeError):
     """An actor process failed; the message names it and its exit code."""
+
+
+CRASH_EXIT_CODE = 3
+REFUSED_EXIT_CODE = 1  # run_actor_process: the learner refused the actor or was unreachable
 
 
 def actor_child(address: str, token: str | None, connect_deadline_s: float, verbose: bool = False) -> None:
@@ -40,6 +47,9 @@ def actor_child(address: str, token: str | None, connect_deadline_s: float, verb
         code = run_actor_process(address, token, connect_deadline_s=connect_deadline_s)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the launcher cleans up
         code = 130
+    except Exception:  # a crash (not a refusal): exit code 3, which the launcher restarts
+        logging.getLogger(__name__).exception("actor crashed")
+        code = CRASH_EXIT_CODE
     sys.exit(code)
 
 
@@ -52,22 +62,80 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
-def start_actors(address: str, token: str | None, n: int, connect_deadline_s: float) -> list[BaseProcess]:
-    """Spawn `n` actor processes pointed at `address` (spawn: no forked torch or gRPC state)."""
+def _actor_process(address: str, token: str | None, connect_deadline_s: float, name: str) -> BaseProcess:
     ctx = mp.get_context("spawn")
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
-    procs = [
-        ctx.Process(
-            target=actor_child,
-            args=(address, token, connect_deadline_s, verbose),
-            name=f"actor-{i}",
-            daemon=False,
-        )
-        for i in range(n)
-    ]
+    return ctx.Process(
+        target=actor_child, args=(address, token, connect_deadline_s, verbose), name=name, daemon=False
+    )
+
+
+def start_actors(address: str, token: str | None, n: int, connect_deadline_s: float) -> list[BaseProcess]:
+    """Spawn `n` actor processes pointed at `address` (spawn: no forked torch or gRPC state)."""
+    procs = [_actor_process(address, token, connect_deadline_s, f"actor-{i}") for i in range(n)]
     for p in procs:
         p.start()
     return procs
+
+
+class ActorSupervisor:
+    """Keeps `n` actor processes alive: one that dies (killed by a signal, or crashed) is restarted after
+    an exponential back-off (`base_delay_s` doubling up to `max_delay_s`), at most `max_restarts` times
+    per slot. An actor the learner refused (exit code 1: bad token, unreachable) is not restarted: that
+    stops the run with `LaunchError`, as does running out of restarts."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str | None,
+        n: int,
+        connect_deadline_s: float,
+        *,
+        max_restarts: int = 5,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+    ):
+        self.address, self.token, self.connect_deadline_s = address, token, connect_deadline_s
+        self.max_restarts, self.base_delay_s, self.max_delay_s = max_restarts, base_delay_s, max_delay_s
+        self.procs: list[BaseProcess] = start_actors(address, token, n, connect_deadline_s)
+        self.restarts = [0] * n
+        self.restart_log: list[dict] = []
+        self._due: dict[int, float] = {}  # slot -> monotonic time of its scheduled restart
+
+    def check(self) -> None:
+        """Called from the learner loop: schedule and perform restarts, raise on fatal exits."""
+        now = time.monotonic()
+        for i, p in enumerate(self.procs):
+            code = p.exitcode
+            if code is None or code == 0:
+                continue
+            if code == REFUSED_EXIT_CODE:
+                raise LaunchError(f"{p.name} (pid {p.pid}) exited with code {code}; stopping the run")
+            if i not in self._due:
+                if self.restarts[i] >= self.max_restarts:
+                    raise LaunchError(
+                        f"{p.name} (pid {p.pid}) exited with code {code} after {self.restarts[i]} "
+                        "restarts; stopping the run"
+                    )
+                delay = min(self.base_delay_s * 2 ** self.restarts[i], self.max_delay_s)
+                self._due[i] = now + delay
+                log.warning(
+                    "%s (pid %d) died with exit code %s; restart %d/%d in %.1fs",
+                    p.name, p.pid, code, self.restarts[i] + 1, self.max_restarts, delay,
+                )  # fmt: skip
+            elif now >= self._due[i]:
+                del self._due[i]
+                p.join(0)
+                new = _actor_process(self.address, self.token, self.connect_deadline_s, f"actor-{i}")
+                new.start()
+                self.restarts[i] += 1
+                self.restart_log.append(
+                    {"actor": i, "old_pid": p.pid, "exit_code": code, "new_pid": new.pid, "time": time.time()}
+                )
+                log.warning("restarted %s: pid %d (exit code %s) -> pid %d", new.name, p.pid, code, new.pid)
+                self.procs[i] = new
+        if self.procs and not self._due and all(p.exitcode == 0 for p in self.procs):
+            raise LaunchError("all actor processes exited before the learner finished")
 
 
 def check_actors(procs: list[BaseProcess]) -> None:
@@ -111,8 +179,38 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_local(cfg: ExperimentConfig, run_dir: Path | None, progress: bool = True) -> dict:
+def resume_config(run_dir: str | Path) -> tuple[ExperimentConfig, Path]:
+    """The config of the run in `run_dir` (its config.yaml, else the checkpoint's copy), checked
+    before anything starts.
+
+    Raises:
+        CheckpointError: no run there, or its checkpoint is missing or corrupt.
+        ConfigError: its config no longer validates.
+    """
+    from stackrl.learner.checkpoint import CheckpointError, load_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if not run_dir.is_dir():
+        raise CheckpointError(f"cannot resume: {run_dir} is not a run directory")
+    state = load_checkpoint(ckpt)  # fail now, clearly, rather than after the service started
+    cfg_file = run_dir / "config.yaml"
+    text = cfg_file.read_text() if cfg_file.exists() else state.get("config_yaml")
+    if not isinstance(text, str):
+        raise CheckpointError(f"cannot resume: {run_dir} has no config.yaml and {ckpt} holds no config")
+    cfg = ExperimentConfig.from_yaml(text)
+    if cfg.server.token == "<redacted>":  # the saved copy never holds the secret
+        cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, token=None))
+    return cfg, run_dir
+
+
+def run_local(
+    cfg: ExperimentConfig, run_dir: Path | None, progress: bool = True, resume: bool = False
+) -> dict:
     """Train with a learner service and `cfg.actor.num_actors` actor processes on this machine.
+
+    Actors that die are restarted with back-off (`ActorSupervisor`). With `resume`, the learner
+    continues from `run_dir/checkpoint.pt` (`CheckpointError` if it is missing or corrupt).
 
     Returns:
         result.json's dict (the same keys as `run_serial`), plus a `transport` section.
@@ -123,17 +221,18 @@ def run_local(cfg: ExperimentConfig, run_dir: Path | None, progress: bool = True
     """
     # Without a configured token, a fresh one keeps other local users out; it is never written down.
     token = cfg.server.token or secrets.token_urlsafe(24)
-    server = LearnerServer(cfg, run_dir, token=token)
-    procs: list[BaseProcess] = []
+    server = LearnerServer(cfg, run_dir, token=token, resume=resume)
+    sup: ActorSupervisor | None = None
     with sigterm_as_interrupt():
         try:
             port = server.start()
             host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            procs = start_actors(address, token, cfg.actor.num_actors, cfg.actor.connect_deadline_s)
-            result = server.run(progress, on_tick=lambda: check_actors(procs))
+            sup = ActorSupervisor(address, token, cfg.actor.num_actors, cfg.actor.connect_deadline_s)
+            result = server.run(progress, on_tick=sup.check)
             if result is None:
                 raise LaunchError("the learner stopped before the schedule ended")
+            procs = sup.procs
             stop_actors(procs)
             for p in procs:
                 if p.exitcode != 0:
@@ -141,7 +240,11 @@ def run_local(cfg: ExperimentConfig, run_dir: Path | None, progress: bool = True
                         "%s (pid %d) exited with code %s after the run ended", p.name, p.pid, p.exitcode
                     )
             result["transport"]["actor_exit_codes"] = [p.exitcode for p in procs]
+            result["transport"]["actor_restarts"] = sup.restart_log
+            if run_dir is not None:
+                (Path(run_dir) / "transport.json").write_text(json.dumps(result["transport"], indent=2))
             return result
         finally:
             server.close()
-            stop_actors(procs)
+            if sup is not None:
+                stop_actors(sup.procs)

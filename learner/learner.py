@@ -20,7 +20,7 @@ import torch
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, is_matrix_game, make_stackelberg_env
-from stackrl.learner.checkpoint import load_checkpoint, save_checkpoint
+from stackrl.learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stackrl.learner.evaluation import EvalResult, evaluate
 from stackrl.learner.inner_outer import InnerOuterLoop
 from stackrl.learner.metrics import Metrics
@@ -332,6 +332,8 @@ class Learner:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resumed run needs: networks, optimizers, schedule phase and position, step
+        counters, RNG states, eval history and the run config (tensors, numbers, strings only)."""
         return {
             "format": "stackrl-checkpoint-v1",
             "config_yaml": self.cfg.to_yaml(redact_secrets=True),
@@ -341,9 +343,17 @@ class Learner:
             "schedule": self.schedule.state_dict(),
             "env_steps": self.env_steps,
             "updates": dict(self.updates),
+            "counters": {
+                "trajectories_received": self.trajectories_received,
+                "dropped_stale": self.dropped_stale,
+                "rejected": self.rejected,
+                "bytes_received": self.bytes_received,
+                "total_updates_at_eval": self._total_updates_at_eval,
+            },
             "eval_history_json": json.dumps(self.eval_history),
             "wall_seconds": self.wall_seconds,
             "torch_rng": torch.get_rng_state(),
+            "numpy_rng_json": json.dumps(_numpy_rng_state()),
             "generator_rng": self.generator.get_state(),
         }
 
@@ -352,30 +362,86 @@ class Learner:
             n.load_state_dict(state["nets"][r])
         for r, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][r])
-        self.versions = dict(state["versions"])
+        self.versions = {r: int(v) for r, v in state["versions"].items()}
         self.schedule.load_state_dict(state["schedule"])
         self.env_steps = int(state["env_steps"])
-        self.updates = defaultdict(int, state["updates"])
+        self.updates = defaultdict(int, {r: int(v) for r, v in state["updates"].items()})
+        counters = state.get("counters", {})
+        self.trajectories_received = int(counters.get("trajectories_received", 0))
+        self.dropped_stale = int(counters.get("dropped_stale", 0))
+        self.rejected = int(counters.get("rejected", 0))
+        self.bytes_received = int(counters.get("bytes_received", 0))
+        self._total_updates_at_eval = int(counters.get("total_updates_at_eval", sum(self.updates.values())))
         self.eval_history = json.loads(state["eval_history_json"])
         self.wall_offset = float(state["wall_seconds"])
         self.start_time = time.time()
         torch.set_rng_state(state["torch_rng"])
+        if "numpy_rng_json" in state:
+            _set_numpy_rng_state(json.loads(state["numpy_rng_json"]))
         self.generator.set_state(state["generator_rng"])
+        self.pending.clear()
         self.inner_outer = None
+        self._last_rate = (time.time(), self.env_steps, self.bytes_received, sum(self.updates.values()))
+        self._updates_at_checkpoint = sum(self.updates.values())
         self._refresh_broadcast()
 
     def save(self, path: Path | None = None) -> Path:
         path = Path(path) if path else self.run_dir / "checkpoint.pt"
         save_checkpoint(path, self.state_dict())
         self._last_checkpoint = time.time()
+        self._updates_at_checkpoint = sum(self.updates.values())
+        log.debug("checkpoint at %d env steps written to %s", self.env_steps, path)
         return path
 
-    def maybe_checkpoint(self) -> None:
-        if self.run_dir and time.time() - self._last_checkpoint >= self.cfg.schedule.checkpoint_interval_s:
+    def maybe_checkpoint(self) -> bool:
+        """Checkpoint if `schedule.checkpoint_interval_s` passed or `checkpoint_interval_updates`
+        updates happened since the last one; returns whether one was written."""
+        if not self.run_dir or self.done:
+            return False
+        sc = self.cfg.schedule
+        due = time.time() - self._last_checkpoint >= sc.checkpoint_interval_s
+        if sc.checkpoint_interval_updates:
+            since = sum(self.updates.values()) - getattr(self, "_updates_at_checkpoint", 0)
+            due = due or since >= sc.checkpoint_interval_updates
+        if due:
             self.save()
+        return due
 
     def restore(self, path: Path) -> None:
-        self.load_state_dict(load_checkpoint(path))
+        """Load a checkpoint into this learner.
+
+        Raises:
+            CheckpointError: the file is missing, corrupt, not a stackrl checkpoint, or does not
+                match this run's networks.
+        """
+        state = load_checkpoint(path)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {path} does not match this run: {type(e).__name__}: {e}"
+            ) from None
+
+    def resume(self, path: Path | None = None) -> None:
+        """Continue a run from its checkpoint (default `run_dir/checkpoint.pt`): restore everything and
+        reopen TensorBoard so curves continue from the restored env steps (events the interrupted run
+        logged after its checkpoint are purged)."""
+        path = Path(path) if path else self.run_dir / "checkpoint.pt"
+        self.restore(path)
+        if self.run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.metrics.close()
+            # Metrics takes no purge_step; give it a writer that has one (same log dir).
+            self.metrics._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps)
+        self._last_checkpoint = time.time()
+        log.info(
+            "resumed from %s at %d env steps (%d updates, phase %d)",
+            path,
+            self.env_steps,
+            sum(self.updates.values()),
+            self.schedule.index,
+        )
 
     def close(self) -> None:
         self.metrics.close()
@@ -390,3 +456,15 @@ def steps_to_final(history: list[dict]) -> int | None:
     while first > 0 and math.isclose(history[first - 1]["leader_value"], final, abs_tol=1e-6):
         first -= 1
     return int(history[first]["env_steps"])
+
+
+def _numpy_rng_state() -> dict:
+    """numpy's global RNG state as JSON-able data (checkpoints hold no pickled objects)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": gauss}
+
+
+def _set_numpy_rng_state(s: dict) -> None:
+    np.random.set_state(
+        (s["name"], np.asarray(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["gauss"])
+    )

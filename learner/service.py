@@ -54,17 +54,33 @@ class TransportStats:
 class LearnerServer:
     """A `Learner` behind the gRPC service: `start()` binds, `run()` trains, `stop()` ends early."""
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, token: str | None = None):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run_dir: Path | None = None,
+        token: str | None = None,
+        resume: bool = False,
+    ):
         """Args:
         cfg: the run; `cfg.server` says where to listen (port 0 picks a free one).
         run_dir: where result.json, checkpoints and TensorBoard logs go (None: nowhere).
         token: shared secret required on every call; defaults to `cfg.server.token`.
+        resume: continue the run from `run_dir/checkpoint.pt` (raises `CheckpointError` if it is
+            missing, corrupt or does not match `cfg`).
         """
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.token = token if token is not None else cfg.server.token
         check_bind(cfg.server, self.token)  # before building the learner: fail fast and cheaply
         self.learner = Learner(cfg, self.run_dir)
+        if resume:
+            if self.run_dir is None:
+                raise ValueError("resume needs a run directory")
+            try:
+                self.learner.resume(self.run_dir / "checkpoint.pt")
+            except BaseException:
+                self.learner.close()
+                raise
         self.specs = expected_specs(self.learner.spec, cfg)
         # Actors get the run's config without the server's secrets and file paths.
         self.actor_config = dataclasses.replace(

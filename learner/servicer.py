@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
+import numpy as np
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import EnvSpec
 from stackrl.learner.transport import Broadcast
@@ -82,6 +83,11 @@ class Publisher:
                 return None
             return self._serial, *self._latest
 
+    def latest(self) -> Broadcast | None:
+        """The newest published broadcast (None before the first)."""
+        with self._cond:
+            return self._latest[0] if self._latest else None
+
     def close(self) -> None:
         with self._cond:
             self.closed = True
@@ -96,8 +102,9 @@ class LearnerServicer(rpc.LearnerServicer):
         self._s = server
         self._ids = itertools.count()
         self._lock = threading.Lock()
+        self._env = server.learner.spec  # immutable: safe to read from handler threads
         self.registered = 0
-        self.rejected = 0
+        self.rejected = server.learner.rejected  # continues across a resume
         self.open_streams = 0
 
     def Register(self, request, context: grpc.ServicerContext):
@@ -108,22 +115,33 @@ class LearnerServicer(rpc.LearnerServicer):
         return codec.register_reply(actor_id, self._s.actor_config)
 
     def PushTrajectories(self, request_iterator, context: grpc.ServicerContext):
+        """Receive one unroll; queue it only once the client stream completed and every message passed
+        validation, so a killed actor's half-sent unroll never reaches a batch."""
         trajs, nbytes = [], 0
         try:
             for msg in request_iterator:
                 nbytes += msg.ByteSize()
+                if len(trajs) >= len(self._s.specs):
+                    raise codec.CodecError(
+                        f"an unroll holds at most {len(self._s.specs)} trajectories (one per role)"
+                    )
                 spec = self._s.specs.get(msg.role)
                 if spec is None:
                     raise codec.CodecError(f"trajectory field 'role': unknown role {msg.role!r}")
                 traj = codec.decode_trajectory(msg, spec)
                 traj.validate(spec)
+                check_values(traj, self._env)
                 trajs.append(traj)
-            _check_unroll(trajs)
+            _check_unroll(trajs, self._env, self._s.publisher.latest())
+        except _Ahead as e:
+            self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except ValueError as e:  # CodecError is a ValueError, as are Trajectory.validate's errors
-            with self._lock:
-                self.rejected += 1
-            log.warning("rejected an unroll: %s", e)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except grpc.RpcError:  # the client went away mid-stream: drop what it sent
+            log.info("an actor's push was cut off after %d trajectories; discarded", len(trajs))
+            return codec.push_reply(0, done=False)
+        if not context.is_active():  # cancelled after its last message: discard as well
+            return codec.push_reply(0, done=False)
         while not self._s.closing:
             try:
                 self._s.queue.put(Unroll(trajs, nbytes), timeout=0.1)
@@ -132,6 +150,12 @@ class LearnerServicer(rpc.LearnerServicer):
                 if not context.is_active():
                     return codec.push_reply(0, done=False)
         return codec.push_reply(0, done=True)
+
+    def _reject(self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str) -> None:
+        with self._lock:
+            self.rejected += 1
+        log.warning("rejected an unroll (%s): %s", code.name, reason)
+        context.abort(code, reason)
 
     def StreamWeights(self, request, context: grpc.ServicerContext) -> Iterator:
         with self._lock:
@@ -159,7 +183,66 @@ class LearnerServicer(rpc.LearnerServicer):
         return codec.status_reply(self._s.status())
 
 
-def _check_unroll(trajs: list[Trajectory]) -> None:
+# Bounds on received values: far beyond anything an environment produces, small enough that
+# losses, V-trace and gradients stay finite in float32.
+MAX_ABS_VALUE = 1e6
+MIN_LOGP = -1e4
+
+
+class _Ahead(ValueError):
+    """A trajectory claims a weights version or phase the learner has not reached (e.g. a learner that
+    restarted from an older checkpoint): FAILED_PRECONDITION, the actor drops the unroll and goes on."""
+
+
+def check_values(t: Trajectory, env: EnvSpec) -> None:
+    """Value checks beyond shapes and dtypes: action indices in range, observations inside their
+    space, context answers valid, clocks within the episode horizon, log-probs and rewards sane.
+
+    Raises:
+        codec.CodecError: naming the field and what is wrong.
+    """
+    a = t.arrays
+    n = env.action_spaces[t.role].n
+    if a["actions"].size and (a["actions"].min() < 0 or a["actions"].max() >= n):
+        raise codec.CodecError(f"trajectory field 'actions': values outside [0, {n})")
+    space = env.observation_spaces[t.role]
+    obs = a["obs"]
+    if obs.size:
+        if hasattr(space, "n"):
+            if obs.min() < 0 or obs.max() >= space.n:
+                raise codec.CodecError(f"trajectory field 'obs': values outside [0, {space.n})")
+        else:
+            low = max(float(space.low), -MAX_ABS_VALUE)
+            high = min(float(space.high), MAX_ABS_VALUE)
+            if obs.dtype.kind in "iuf" and (obs.min() < low or obs.max() > high):
+                raise codec.CodecError(f"trajectory field 'obs': values outside [{low:g}, {high:g}]")
+    ctx = a["context"]
+    if ctx.size and (ctx.min() < -1 or ctx.max() >= env.leader_actions):
+        raise codec.CodecError(f"trajectory field 'context': values outside [-1, {env.leader_actions})")
+    el = a["elapsed"]
+    if el.size and (el.min() < 0 or el.max() > env.horizon):
+        raise codec.CodecError(f"trajectory field 'elapsed': values outside [0, {env.horizon}]")
+    lp = a["logp"]
+    if lp.size and (lp.min() < MIN_LOGP or lp.max() > 1e-3):
+        raise codec.CodecError(f"trajectory field 'logp': log-probabilities outside [{MIN_LOGP:g}, 0]")
+    for name, arr in (("rewards", a["rewards"]), ("episode_returns", t.episode_returns)):
+        if arr.size and np.abs(arr).max() > MAX_ABS_VALUE:
+            raise codec.CodecError(f"trajectory field {name!r}: |value| above {MAX_ABS_VALUE:g}")
+    spec_t, spec_b = lp.shape
+    r = t.episode_returns
+    if r.shape[1] != len(env.roles) and r.shape[0]:
+        raise codec.CodecError(
+            f"trajectory field 'episode_returns': {r.shape[1]} columns, expected {len(env.roles)} (roles)"
+        )
+    if r.shape[0] > spec_t * spec_b:
+        raise codec.CodecError(
+            f"trajectory field 'episode_returns': {r.shape[0]} episodes, at most {spec_t * spec_b} can end"
+        )
+    if t.env_steps > spec_t * spec_b:
+        raise codec.CodecError(f"trajectory field 'env_steps': {t.env_steps} > T*B = {spec_t * spec_b}")
+
+
+def _check_unroll(trajs: list[Trajectory], env: EnvSpec | None = None, latest: Broadcast | None = None) -> None:
     if not trajs:
         raise codec.CodecError("an unroll needs at least one trajectory")
     roles = [t.role for t in trajs]
@@ -167,3 +250,21 @@ def _check_unroll(trajs: list[Trajectory]) -> None:
         raise codec.CodecError(f"trajectory field 'role': repeated in one unroll: {roles}")
     if len({(t.actor_id, t.phase_id) for t in trajs}) != 1:
         raise codec.CodecError("trajectory fields 'actor_id' / 'phase_id' differ within one unroll")
+    t_b = trajs[0].arrays["actions"].size
+    if sum(t.env_steps for t in trajs) > t_b:
+        raise codec.CodecError(f"trajectory field 'env_steps': the unroll claims more than T*B = {t_b}")
+    if latest is None:
+        return
+    phase = trajs[0].phase_id
+    if phase > latest.phase_id:
+        raise _Ahead(f"trajectory field 'phase_id': {phase} is ahead of the learner's phase {latest.phase_id}")
+    for t in trajs:
+        current = latest.versions.get(t.role, 0)
+        if t.version > current:
+            raise _Ahead(
+                f"trajectory field 'version': {t.role} version {t.version} is ahead of the learner's {current}"
+            )
+    if phase == latest.phase_id and set(roles) != set(latest.send_roles):
+        raise codec.CodecError(
+            f"trajectory field 'role': unroll holds {sorted(roles)}, the phase expects {sorted(latest.send_roles)}"
+        )
