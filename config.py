@@ -246,6 +246,10 @@ class PhaseConfig:
     """inner_outer: a follower return must beat its best by this much (raw units) to count as improvement."""
     outer_batch: int = 8
     """inner_outer: leader commitments sampled (each with its own follower training) per leader update."""
+    stop_when_frozen: int = 3
+    """inner_outer: end the phase early after this many consecutive outer batches in which every
+    sampled commitment equalled the greedy one (all advantages are then 0: the leader cannot move
+    again, so the rest of the budget would only repeat the same result). 0 disables."""
 
     def validate(self, key: str) -> None:
         _require(self.kind in PHASE_KINDS, f"{key}.kind", f"must be one of {PHASE_KINDS}, got {self.kind!r}")
@@ -253,6 +257,7 @@ class PhaseConfig:
         for name in ("follower_updates", "leader_updates", "inner_patience", "outer_batch"):
             _require(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
         _require(self.inner_min_updates >= 0, f"{key}.inner_min_updates", "must be >= 0")
+        _require(self.stop_when_frozen >= 0, f"{key}.stop_when_frozen", "must be >= 0")
         _require(self.inner_tolerance >= 0, f"{key}.inner_tolerance", "must be >= 0")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from stackrl.actors.actor import Actor
 from stackrl.config import ExperimentConfig
 from stackrl.learner.learner import Learner
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 def run_serial(cfg: ExperimentConfig, run_dir: Path | None = None, progress: bool = True) -> dict:
     """Train to the end of the schedule; returns (and writes, with a run dir) result.json's dict."""
+    torch.set_num_threads(cfg.learner.threads)
     learner = Learner(cfg, run_dir)
     transport = InProcessTransport(cfg.learner.queue_size)
     actors = [Actor(cfg, i, transport.actor()) for i in range(cfg.actor.num_actors)]

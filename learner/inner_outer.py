@@ -32,6 +32,7 @@ class InnerOuterLoop:
         self.generator = generator
         self.samples: list[tuple[Commitment, float]] = []
         self.current: Commitment | None = None
+        self.frozen_batches = 0  # consecutive batches whose samples all equalled the greedy commitment
         self._reset_inner()
 
     def _reset_inner(self) -> None:
@@ -81,14 +82,23 @@ class InnerOuterLoop:
         self.samples.append((self.current, leader_value))
         return len(self.samples) > self.phase.outer_batch  # the greedy one plus outer_batch sampled
 
+    @property
+    def frozen(self) -> bool:
+        """The leader has stopped exploring: further batches would repeat the same commitment."""
+        n = self.phase.stop_when_frozen
+        return n > 0 and self.frozen_batches >= n
+
     def leader_batch(self, query_obs: np.ndarray) -> dict[str, np.ndarray]:
         """The sampled commitments as a leader trajectory batch: T = K query steps, B = outer_batch.
 
         The commitment's value is the reward of its last query step, so the ordinary V-trace
         actor-critic loss yields REINFORCE with a learned per-query baseline.
         """
+        greedy = next(c for c, _ in self.samples if c.greedy)
         sampled = [(c, v) for c, v in self.samples if not c.greedy]
         self.samples = []
+        same = all(np.array_equal(c.answers, greedy.answers) for c, _ in sampled)
+        self.frozen_batches = self.frozen_batches + 1 if same else 0
         k, m = len(query_obs), len(sampled)
         obs = np.repeat(query_obs[:, None], m, axis=1)  # [K, M, ...]
         obs = np.concatenate([obs, obs[-1:]], axis=0)  # bootstrap row: [K+1, M, ...]

@@ -151,22 +151,23 @@ class Learner:
         for t in trajs:
             self.metrics.scalar("lag/policy_lag", self.versions[t.role] - t.version, self.env_steps)
         learning = self.schedule.learning_roles()
-        for t in trajs:
-            if t.role in learning:
-                self.pending[t.role].append(t)
-        for role in learning:
-            if len(self.pending[role]) >= self.cfg.learner.batch_trajectories:
-                batch = self.pending.pop(role)
-                self._update(role, batch)
-                changed = True
-                if self.schedule.kind == "inner_outer" and role == self.followers[-1]:
-                    self._inner_outer_step(batch)
-        if self.schedule.add_env_steps(steps):
+        index_before = self.schedule.index
+        if not self.schedule.add_env_steps(steps):
+            for t in trajs:
+                if t.role in learning:
+                    self.pending[t.role].append(t)
+            for role in learning:
+                if len(self.pending[role]) >= self.cfg.learner.batch_trajectories:
+                    batch = self.pending.pop(role)
+                    self._update(role, batch)
+                    changed = True
+                    if self.schedule.kind == "inner_outer" and role == self.followers[-1]:
+                        self._inner_outer_step(batch)  # may end the phase early
+        if self.schedule.index != index_before:
             self.pending.clear()
+            self.inner_outer = None
             if self.schedule.finished:
                 self._evaluate()
-            elif self.schedule.kind == "inner_outer":
-                self.inner_outer = None
             changed = True
         if changed:
             total = sum(self.updates.values())
@@ -232,6 +233,10 @@ class Learner:
             self._record_eval(res)
         if self.inner_outer.record(res.leader_value):
             self.update_on_arrays(LEADER, self.inner_outer.leader_batch(self._query_obs()))
+            if self.inner_outer.frozen:
+                self.schedule.end_phase()
+                self.inner_outer = None
+                return
         self._next_commitment()
 
     # -- evaluation and logging -----------------------------------------------------------------

@@ -89,13 +89,17 @@ class Schedule:
         self.phase_env_steps += n
         self.env_steps_by_phase[self.phase_key()] += n
         if self.phase_env_steps >= self.phase.env_steps:
-            self.index += 1
-            self.phase_env_steps = 0
-            self._alt_leader_turn = False
-            self._alt_updates = 0
-            self.phase_id += 1
+            self.end_phase()
             return True
         return False
+
+    def end_phase(self) -> None:
+        """Move on to the next phase (budget spent, or the phase decided it has converged)."""
+        self.index += 1
+        self.phase_env_steps = 0
+        self._alt_leader_turn = False
+        self._alt_updates = 0
+        self.phase_id += 1
 
     def new_phase_id(self) -> int:
         """A new actor instruction inside the same phase (inner-outer's next leader commitment)."""

@@ -1,0 +1,35 @@
+"""Learning reaches the exact Stackelberg value (the correctness target, in seconds on 2 cores)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from stackrl.config import ExperimentConfig
+from stackrl.deploy.presets import load_experiment
+from stackrl.deploy.serial import run_serial
+
+
+def _config(game: str, seed: int, payoffs: list | None = None) -> ExperimentConfig:
+    data = load_experiment(game if payoffs is None else "matrix", method="meta")
+    data.pop("method_tag")
+    data["seed"] = seed
+    if payoffs is not None:
+        data["env"]["payoffs"] = payoffs
+    return ExperimentConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("game", ["prisoners_dilemma", "chicken", "battle"])
+def test_meta_reaches_exact_value(game):
+    start = time.time()
+    result = run_serial(_config(game, seed=0), None, progress=False)
+    assert result["leader_value"] == result["exact_value"], result["eval_history"][-3:]
+    assert result["env_steps"]["total"] <= 200_000
+    assert time.time() - start < 60
+
+
+def test_user_bimatrix_reaches_exact_value():
+    # A game that is not one of the named twelve: fractional payoffs, leader prefers (1, 1).
+    payoffs = [[[2.5, 1.0], [0.0, 3.0]], [[1.0, 0.5], [3.5, 2.0]]]
+    result = run_serial(_config("matrix", seed=0, payoffs=payoffs), None, progress=False)
+    assert result["leader_value"] == pytest.approx(result["exact_value"])
