@@ -167,7 +167,9 @@ class PettingZooBatch:
         self.roles = (LEADER, *[follower_role(i) for i in range(len(self.agents) - 1)])
         self.role_of = dict(zip(self.agents, self.roles))
         g = self.games[0]
-        self.conv = {r: ObsConverter(g.observation_space(a), num_games) for a, r in zip(self.agents, self.roles)}
+        self.conv = {
+            r: ObsConverter(g.observation_space(a), num_games) for a, r in zip(self.agents, self.roles)
+        }
         self.observation_spaces = {r: c.space for r, c in self.conv.items()}
         self.action_spaces: dict[str, Discrete] = {}
         self._action_start: dict[str, int] = {}
@@ -177,9 +179,7 @@ class PettingZooBatch:
                 raise ValueError(f"agent {a!r}: action space {sp} is not Discrete")
             self.action_spaces[r] = Discrete(int(sp.n))
             self._action_start[r] = int(getattr(sp, "start", 0))
-        self._obs = {
-            r: np.zeros((num_games, *s.shape), s.dtype) for r, s in self.observation_spaces.items()
-        }
+        self._obs = {r: np.zeros((num_games, *s.shape), s.dtype) for r, s in self.observation_spaces.items()}
         self._t = np.zeros(num_games, np.int64)
         self._last_raw: dict[str, list[Any]] = {r: [None] * num_games for r in self.roles}
         self._seed = seed
@@ -195,7 +195,9 @@ class PettingZooBatch:
             self._query_set = np.arange(lspace.n, dtype=np.int64)
         else:
             self._query_set = resolve_probe_set(
-                lambda: select_probes(self._reference_rollout(probe_seed, probe_steps), probe_size, 4 * probe_size),
+                lambda: select_probes(
+                    self._reference_rollout(probe_seed, probe_steps), probe_size, 4 * probe_size
+                ),
                 probe_path,
                 probe_hash,
             )
@@ -222,7 +224,12 @@ class PettingZooBatch:
     def _reference_rollout(self, seed: int, steps: int) -> Iterator[np.ndarray]:
         """The leader's converted observations along a uniformly random rollout of a fresh copy."""
         probe = PettingZooBatch(
-            self.make_game, 1, self.agents[0], self.max_episode_steps, query_set=None, frame_skip=self.frame_skip
+            self.make_game,
+            1,
+            self.agents[0],
+            self.max_episode_steps,
+            query_set=None,
+            frame_skip=self.frame_skip,
         )
         rng = np.random.default_rng([seed, 0x9E0B])
         try:
@@ -237,7 +244,9 @@ class PettingZooBatch:
     def _reset_games(self, ids: np.ndarray, seed: int | None) -> None:
         raws: dict[str, list[Any]] = {r: [] for r in self.roles}
         for i in ids:
-            game_seed = None if seed is None else int(np.random.SeedSequence([seed, int(i)]).generate_state(1)[0])
+            game_seed = (
+                None if seed is None else int(np.random.SeedSequence([seed, int(i)]).generate_state(1)[0])
+            )
             obs, _ = self.games[i].reset(seed=game_seed)
             for a, r in zip(self.agents, self.roles):
                 raws[r].append(obs[a])

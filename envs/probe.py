@@ -59,8 +59,10 @@ def select_probes(observations: Iterator[np.ndarray], k: int, pool: int) -> np.n
                 break
     distinct = list(seen.values())
     if len(distinct) < k:
-        raise ValueError(f"probe set: the reference rollout visited {len(distinct)} distinct leader "
-                         f"observations, fewer than probe_size={k}")
+        raise ValueError(
+            f"probe set: the reference rollout visited {len(distinct)} distinct leader "
+            f"observations, fewer than probe_size={k}"
+        )
     idx = np.round(np.linspace(0, len(distinct) - 1, k)).astype(np.int64)
     return np.stack([distinct[i] for i in idx])
 

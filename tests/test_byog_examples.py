@@ -63,7 +63,11 @@ def test_rps_pretrained_follower_best_responds_to_the_leader(tmp_path):
     """CI version: after a short pretraining the contextual follower's greedy response to the
     leader's (greedy) table is an exact best response, worth what the solver says for that table."""
     cfg = preset(
-        "rps", **{"schedule.phases": [{"kind": "pretrain", "env_steps": 60_000}], "schedule.eval_interval_updates": 1000}
+        "rps",
+        **{
+            "schedule.phases": [{"kind": "pretrain", "env_steps": 60_000}],
+            "schedule.eval_interval_updates": 1000,
+        },
     )
     result = run_serial(cfg, tmp_path, progress=False)
     sol = rps_solution()
@@ -91,7 +95,9 @@ def test_pong_smoke_over_grpc(tmp_path):
     pytest.importorskip("multi_agent_ale_py")
     from stackrl.deploy.launch import run_local
 
-    cfg = preset("pong", **{"env.probe_path": str(tmp_path / "probe_set.npz"), "actor.connect_deadline_s": 120})
+    cfg = preset(
+        "pong", **{"env.probe_path": str(tmp_path / "probe_set.npz"), "actor.connect_deadline_s": 120}
+    )
     result = run_local(cfg, tmp_path, progress=False)
     assert result["env_steps"]["total"] >= 600
     assert result["updates"]["leader"] > 0 and result["updates"]["follower_0"] > 0  # both roles trained

@@ -16,8 +16,12 @@ RPS = "pettingzoo.classic.rps_v2:parallel_env"
 
 def rps_cfg(**kw) -> EnvConfig:
     base = dict(
-        name="pettingzoo", pettingzoo=RPS, pettingzoo_kwargs={"max_cycles": 10},
-        leader_agent="player_0", max_episode_steps=10, num_games=4,
+        name="pettingzoo",
+        pettingzoo=RPS,
+        pettingzoo_kwargs={"max_cycles": 10},
+        leader_agent="player_0",
+        max_episode_steps=10,
+        num_games=4,
     )
     return EnvConfig(**{**base, **kw})
 
@@ -69,9 +73,16 @@ def test_second_classic_game_passes_check_env():
 def test_pong_two_player_passes_check_env_and_builds_cnn():
     pytest.importorskip("multi_agent_ale_py")
     cfg = EnvConfig(
-        name="pettingzoo", pettingzoo="pettingzoo.atari.pong_v3:parallel_env",
-        pettingzoo_kwargs={"obs_type": "rgb_image", "max_cycles": 400}, leader_agent="first_0",
-        max_episode_steps=50, num_games=2, query_set="probe", probe_size=4, probe_steps=60, frame_skip=4,
+        name="pettingzoo",
+        pettingzoo="pettingzoo.atari.pong_v3:parallel_env",
+        pettingzoo_kwargs={"obs_type": "rgb_image", "max_cycles": 400},
+        leader_agent="first_0",
+        max_episode_steps=50,
+        num_games=2,
+        query_set="probe",
+        probe_size=4,
+        probe_steps=60,
+        frame_skip=4,
     )
     env = make_env(cfg)
     check_env(env, steps=20)

@@ -13,9 +13,16 @@ from stackrl.envs.probe import ProbeSetMismatch, load_probe_set, probe_hash, sav
 def pong_cfg(tmp_path, **kw) -> EnvConfig:
     pytest.importorskip("multi_agent_ale_py")
     base = dict(
-        name="pettingzoo", pettingzoo="pettingzoo.atari.pong_v3:parallel_env",
-        pettingzoo_kwargs={"obs_type": "grayscale_image", "max_cycles": 400}, leader_agent="first_0",
-        max_episode_steps=40, num_games=1, query_set="probe", probe_size=4, probe_steps=60, frame_skip=4,
+        name="pettingzoo",
+        pettingzoo="pettingzoo.atari.pong_v3:parallel_env",
+        pettingzoo_kwargs={"obs_type": "grayscale_image", "max_cycles": 400},
+        leader_agent="first_0",
+        max_episode_steps=40,
+        num_games=1,
+        query_set="probe",
+        probe_size=4,
+        probe_steps=60,
+        frame_skip=4,
         probe_path=str(tmp_path / "run" / "probe_set.npz"),
     )
     return EnvConfig(**{**base, **kw})
