@@ -47,7 +47,6 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from stackrl.config import ExperimentConfig, apply_overrides
 from stackrl.deploy.presets import load_experiment
 
@@ -124,7 +123,6 @@ def _spec_and_nets(cfg: ExperimentConfig):
 def measure_inference(cfg: ExperimentConfig, seconds: float) -> dict:
     """One follower network's acting cost at the actor batch: forward + sampling, no_grad."""
     import torch
-
     from stackrl.actors.actor import sample_actions
 
     spec, nets = _spec_and_nets(cfg)
@@ -181,7 +179,6 @@ def learner_batch(cfg: ExperimentConfig, spec, role: str) -> dict[str, np.ndarra
 def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
     """One follower update as the learner does it: `actor_critic_loss`, backward, clip, Adam."""
     import torch
-
     from stackrl.learner.update import actor_critic_loss
 
     spec, nets = _spec_and_nets(cfg)
@@ -196,7 +193,9 @@ def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
 
     def update() -> None:
         for _ in range(lc.epochs):
-            loss, _ = actor_critic_loss(net, tensors, lc, entropy_cost=lc.entropy_follower, value_on_all_steps=False)
+            loss, _ = actor_critic_loss(
+                net, tensors, lc, entropy_cost=lc.entropy_follower, value_on_all_steps=False
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), lc.max_grad_norm)
@@ -218,7 +217,11 @@ def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
 def measure_end_to_end(env: str, actors: int, seconds: float, warmup: float, overrides: tuple[str, ...]):
     from stackrl.deploy.bench_throughput import bench_config, measure
 
-    extra = ("schedule.eval_interval_updates=1000000000", "schedule.checkpoint_interval_s=1000000", *overrides)
+    extra = (
+        "schedule.eval_interval_updates=1000000000",
+        "schedule.checkpoint_interval_s=1000000",
+        *overrides,
+    )
     cfg = bench_config(env, actors, "pretrain", extra)
     return measure(cfg, seconds, warmup)
 
@@ -322,8 +325,18 @@ def run_atari_benchmark(
 def format_report(r: AtariBench) -> str:
     rows = [
         ("raw env (agent steps)", r.raw_env_steps_per_s, r.raw_env_steps_per_cpu_s, f"{r.actors} processes"),
-        ("actor inference (samples)", r.actor_inference_per_s, r.actor_inference_per_cpu_s, f"batch {r.actor_batch}"),
-        ("learner fwd+bwd+Adam (samples)", r.learner_samples_per_s, r.learner_samples_per_cpu_s, f"batch {r.learner_batch}"),
+        (
+            "actor inference (samples)",
+            r.actor_inference_per_s,
+            r.actor_inference_per_cpu_s,
+            f"batch {r.actor_batch}",
+        ),
+        (
+            "learner fwd+bwd+Adam (samples)",
+            r.learner_samples_per_s,
+            r.learner_samples_per_cpu_s,
+            f"batch {r.learner_batch}",
+        ),
     ]
     lines = [
         f"stackrl bench atari: env={r.env} cores={r.cores} followers P={r.followers} actors={r.actors} "
@@ -366,14 +379,20 @@ def fire_economics(env: str, fire_share: float, steps: int = 1500, seed: int = 0
     for _ in range(steps):
         actions = {LEADER: np.zeros(b, np.int64)}
         for f in game.followers:
-            actions[f] = np.where(rng.random(b) < fire_share, rng.choice(fire_ids, b), rng.choice(other_ids, b))
+            actions[f] = np.where(
+                rng.random(b) < fire_share, rng.choice(fire_ids, b), rng.choice(other_ids, b)
+            )
         res = game.step(actions)
         for f in game.followers:
             points += float(res.info[f"points_{f}"].sum())
             fires += int(res.info[f"fire_{f}"].sum())
             n += b
     game.close()
-    return {"fire_share": fire_share, "points_per_step": points / n, "points_per_fire": points / max(fires, 1)}
+    return {
+        "fire_share": fire_share,
+        "points_per_step": points / n,
+        "points_per_fire": points / max(fires, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import ATARI_GAMES, env_spec, make_stackelberg_env
@@ -112,7 +111,9 @@ def rollout(
     )
 
 
-def eval_env(cfg: ExperimentConfig, episodes: int, max_episode_steps: int | None, seed: int) -> StackelbergEnv:
+def eval_env(
+    cfg: ExperimentConfig, episodes: int, max_episode_steps: int | None, seed: int
+) -> StackelbergEnv:
     env_cfg = dataclasses.replace(
         cfg.env,
         num_games=episodes,
@@ -126,7 +127,9 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, dict]:
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     cfg = ExperimentConfig.from_yaml(state["config_yaml"])
     if cfg.env.name not in ATARI_GAMES:
-        raise ValueError(f"{run_dir}: env {cfg.env.name!r} is not an Atari pricing game ({', '.join(ATARI_GAMES)})")
+        raise ValueError(
+            f"{run_dir}: env {cfg.env.name!r} is not an Atari pricing game ({', '.join(ATARI_GAMES)})"
+        )
     return cfg, state
 
 
@@ -232,7 +235,9 @@ def run_eval(
     }
     if regret_steps > 0:
         scratch_nets, info = train_scratch_followers(cfg, schedule, regret_steps, max_episode_steps)
-        scratch = rollout(env, {**scratch_nets, LEADER: nets[LEADER]}, "table", schedule, follower_context=False, seed=seed)
+        scratch = rollout(
+            env, {**scratch_nets, LEADER: nets[LEADER]}, "table", schedule, follower_context=False, seed=seed
+        )
         regrets = [s - c for s, c in zip(scratch.follower_returns, contextual.follower_returns)]
         report.update(
             {
@@ -253,7 +258,8 @@ def format_report(r: dict) -> str:
         f"stackrl eval {r['run_dir']}: {r['game']}  ({r['episodes']} greedy episodes per schedule, cut at "
         f"{r['max_episode_steps']} steps; trained {r['env_steps_trained']:,} agent steps; price_scale {r['price_scale']:g})",
         "constant-price schedules, contextual follower(s):",
-        f"{'price':>6} " + " ".join(f"{'fire/step ' + f:>22} {'P(fire) ' + f:>20} {'return ' + f:>19}" for f in fs)
+        f"{'price':>6} "
+        + " ".join(f"{'fire/step ' + f:>22} {'P(fire) ' + f:>20} {'return ' + f:>19}" for f in fs)
         + f" {'revenue':>9}",
     ]
     for row in r["per_price"]:

@@ -129,7 +129,12 @@ def test_follower_fire_rate_falls_with_price(tmp_path):
         "space_invaders_pricing",
         tmp_path,
         [{"kind": "pretrain", "env_steps": 60000}, {"kind": "leader", "env_steps": 5000}],
-        **{"env.num_games": 8, "env.max_episode_steps": 500, "actor.num_actors": 2, "learner.batch_trajectories": 2},
+        **{
+            "env.num_games": 8,
+            "env.max_episode_steps": 500,
+            "actor.num_actors": 2,
+            "learner.batch_trajectories": 2,
+        },
     )
     run_local(cfg, cfg.run_dir, progress=False)
     report = run_eval(cfg.run_dir, episodes=4, regret_steps=0, max_episode_steps=500)

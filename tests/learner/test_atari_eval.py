@@ -64,7 +64,18 @@ def test_eval_cli(tiny_run, tmp_path):
     out = tmp_path / "eval.json"
     res = CliRunner().invoke(
         main,
-        ["eval", str(tiny_run.run_dir), "--episodes", "1", "--regret-steps", "0", "--max-steps", "20", "--json", str(out)],
+        [
+            "eval",
+            str(tiny_run.run_dir),
+            "--episodes",
+            "1",
+            "--regret-steps",
+            "0",
+            "--max-steps",
+            "20",
+            "--json",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "leader revenue" in res.output
