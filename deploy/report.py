@@ -1,0 +1,390 @@
+"""`stackrl report`: regenerate docs/results.md (tables and PNG figures) from run directories.
+
+Inputs, found recursively under every `--runs` root:
+- `result.json` of ordinary training runs (`stackrl train`, `stackrl bench matrix`): grouped by their
+  collection (the run directory's parent, e.g. `bench_matrix`) into the main tables, learning curves
+  and the meta vs inner-outer sample-efficiency bars;
+- `ablation.json` written by `stackrl ablation NAME` (one table per ablation; its runs' result.json
+  files are left out of the main tables);
+- `divergence.json` written by `stackrl divergence` (the Theorem 2 figure and table).
+
+Every table and figure names the command that produced its runs: a collection's `command.txt` if
+present, the command stored in ablation/divergence JSON, or (for `bench_matrix`) the bench command
+reconstructed from the games and seeds found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+MISS = float("inf")
+
+
+def steps_to_value(history: list[dict], value: float) -> int | None:
+    """Env steps at the first evaluation from which the leader value stayed at `value` (None: never)."""
+    first = None
+    for point in history:
+        if abs(point["leader_value"] - value) < 1e-6:
+            first = point["env_steps"] if first is None else first
+        else:
+            first = None
+    return first
+
+
+def _fmt(x, nd: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if x == MISS:
+            return "never"
+        if x == int(x) and abs(x) < 1e15:
+            return str(int(x))
+        return f"{x:.{nd}g}"
+    return str(x)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# discovery
+
+
+def discover(roots: list[str | Path]) -> tuple[dict[str, list[dict]], list[dict], list[dict]]:
+    """(collections: name -> run dicts, ablations, divergences) under the given roots."""
+    collections: dict[str, list[dict]] = {}
+    ablations: list[dict] = []
+    divergences: list[dict] = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            continue
+        special: list[Path] = []
+        for path in sorted(root.rglob("ablation.json")):
+            data = json.loads(path.read_text())
+            data["_dir"] = str(path.parent)
+            ablations.append(data)
+            special.append(path.parent)
+        for path in sorted(root.rglob("divergence.json")):
+            data = json.loads(path.read_text())
+            data["_dir"] = str(path.parent)
+            divergences.append(data)
+            special.append(path.parent)
+        for path in sorted(root.rglob("result.json")):
+            run_dir = path.parent
+            if any(s == run_dir or s in run_dir.parents for s in special):
+                continue
+            try:
+                run = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue
+            if "leader_value" not in run or run.get("exact_value") is None:
+                continue  # Atari runs etc.: no exact value, not part of these tables
+            run["_dir"] = str(run_dir)
+            parent = run_dir.parent
+            name = str(parent.relative_to(root)) if parent != root else root.name
+            run["_collection_dir"] = str(parent)
+            collections.setdefault(name, []).append(run)
+    return collections, ablations, divergences
+
+
+def collection_command(name: str, runs: list[dict]) -> str:
+    """The command that produced a collection of runs."""
+    cdir = Path(runs[0]["_collection_dir"])
+    cmd_file = cdir / "command.txt"
+    if cmd_file.exists():
+        return cmd_file.read_text().strip()
+    games = ",".join(dict.fromkeys(r["game"] for r in runs))
+    seeds = ",".join(str(s) for s in sorted({r["seed"] for r in runs}))
+    methods = ",".join(dict.fromkeys(r["method"] for r in runs))
+    if Path(name).name == "bench_matrix":
+        return f"stackrl bench matrix --games {games} --seeds {seeds} --methods {methods}"
+    return f"stackrl train <game> --serial --method {{{methods}}} --seed {{{seeds}}} (games: {games})"
+
+
+def _with_steps(run: dict) -> dict:
+    run = dict(run)
+    if "steps_to_exact" not in run:
+        run["steps_to_exact"] = steps_to_value(run.get("eval_history", []), run["exact_value"])
+    return run
+
+
+def summarise_runs(runs: list[dict]) -> list[dict]:
+    """One row per (game, method): median over seeds and the per-seed values."""
+    out = []
+    keys = dict.fromkeys((r["game"], r["method"]) for r in runs)
+    for game, method in keys:
+        rs = sorted((_with_steps(r) for r in runs if r["game"] == game and r["method"] == method),
+                    key=lambda r: r["seed"])
+        reached = [r["steps_to_exact"] for r in rs]
+        out.append(
+            {
+                "game": game,
+                "method": method,
+                "seeds": [r["seed"] for r in rs],
+                "exact_value": rs[0]["exact_value"],
+                "median_value": statistics.median(r["leader_value"] for r in rs),
+                "values": [r["leader_value"] for r in rs],
+                "median_gap": statistics.median(r["gap"] for r in rs),
+                "env_steps": statistics.median(r["env_steps"]["total"] for r in rs),
+                "steps_to_final": statistics.median(r["steps_to_final"] for r in rs),
+                "steps_to_exact": statistics.median(MISS if s is None else s for s in reached),
+                "reached": sum(s is not None for s in reached),
+                "wall_seconds": statistics.median(r["wall_seconds"] for r in rs),
+            }
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
+    """One panel per game: leader value vs env steps per method and seed; exact value dashed."""
+    plt = _plt()
+    games = list(dict.fromkeys(r["game"] for r in runs))
+    ncol = min(4, len(games))
+    nrow = (len(games) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    colors = {"meta": "tab:blue", "inner_outer": "tab:orange"}
+    for ax, game in zip(axes.flat, games):
+        seen = set()
+        for r in (r for r in runs if r["game"] == game):
+            h = r.get("eval_history", [])
+            if not h:
+                continue
+            m = r["method"]
+            ax.plot(
+                [p["env_steps"] for p in h],
+                [p["leader_value"] for p in h],
+                color=colors.get(m, None),
+                alpha=0.7,
+                lw=1,
+                label=m if m not in seen else None,
+            )
+            seen.add(m)
+        exact = next(r["exact_value"] for r in runs if r["game"] == game)
+        ax.axhline(exact, ls="--", color="k", lw=1, label="exact SSE")
+        ax.set_xscale("symlog", linthresh=1e4)
+        ax.set_title(game, fontsize=9)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.set_ylabel("leader value", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(games):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_sample_efficiency(summary: list[dict], path: Path, title: str) -> Path:
+    """Bars per game: median env steps to the exact value, meta vs inner-outer; misses hatched at budget."""
+    plt = _plt()
+    games = list(dict.fromkeys(s["game"] for s in summary))
+    methods = [m for m in ("meta", "inner_outer") if any(s["method"] == m for s in summary)]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(games) + 2), 3.5))
+    width = 0.8 / max(len(methods), 1)
+    colors = {"meta": "tab:blue", "inner_outer": "tab:orange"}
+    for j, m in enumerate(methods):
+        for i, g in enumerate(games):
+            s = next((s for s in summary if s["game"] == g and s["method"] == m), None)
+            if s is None:
+                continue
+            miss = s["steps_to_exact"] == MISS
+            h = s["env_steps"] if miss else s["steps_to_exact"]
+            x = i + (j - (len(methods) - 1) / 2) * width
+            ax.bar(x, h, width, color=colors[m], hatch="//" if miss else None, alpha=0.5 if miss else 1,
+                   label=m if i == 0 else None, edgecolor="k", lw=0.5)
+            if miss:
+                ax.text(x, h, "miss", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(games)))
+    ax.set_xticklabels(games, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("env steps to exact value (median)", fontsize=8)
+    ax.set_title(title + "  (hatched: never reached; bar = budget)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_divergence(div: dict, path: Path) -> Path:
+    """Theorem 2: leader value vs env steps, query-based construction vs naive best-response follower."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, color in (("query", "tab:blue"), ("naive", "tab:red")):
+        for k, curve in enumerate(div["curves"].get(key, [])):
+            ax.plot(curve["env_steps"], curve["leader_value"], color=color, alpha=0.8, lw=1,
+                    label=div["labels"][key] if k == 0 else None)
+    ax.axhline(div["exact_value"], ls="--", color="k", lw=1, label="exact SSE")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("leader value (deterministic)")
+    ax.set_title(f"Theorem 2 on {div['game']}", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# the document
+
+
+def _rel(path: Path, out: Path) -> str:
+    return os.path.relpath(path, out.parent)
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in s).strip("_")
+
+
+def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
+    cmd = collection_command(name, runs)
+    summary = summarise_runs(runs)
+    lines = [f"## Runs: `{name}`", "", f"Produced by: `{cmd}`", ""]
+    lines.append(
+        _table(
+            ["game", "method", "seeds", "exact", "achieved (median)", "per seed", "gap (median)",
+             "env steps", "steps to final", "steps to exact (median)", "reached", "wall s"],
+            [
+                [s["game"], s["method"], len(s["seeds"]), s["exact_value"], s["median_value"],
+                 " / ".join(_fmt(v) for v in s["values"]), s["median_gap"], s["env_steps"],
+                 s["steps_to_final"], s["steps_to_exact"], f"{s['reached']}/{len(s['seeds'])}",
+                 round(s["wall_seconds"], 1)]
+                for s in summary
+            ],
+        )
+    )
+    lines.append("")
+    lines.append("'steps to exact': env steps at the first evaluation from which the deterministic leader "
+                 "value stayed at the exact SSE value; 'never' if it did not hold it at the end.")
+    lines.append("")
+    curve = plot_learning_curves(runs, fig_dir / f"curves_{_slug(name)}.png", f"{name}: leader value vs env steps")
+    lines += [f"Learning curves (same command): ![learning curves]({_rel(curve, out)})", ""]
+    if {"meta", "inner_outer"} <= {s["method"] for s in summary}:
+        bars = plot_sample_efficiency(summary, fig_dir / f"efficiency_{_slug(name)}.png",
+                                      f"{name}: meta vs inner-outer")
+        lines += [f"Sample efficiency (same command): ![sample efficiency]({_rel(bars, out)})", ""]
+        ratio_rows = []
+        for g in dict.fromkeys(s["game"] for s in summary):
+            m = next((s for s in summary if s["game"] == g and s["method"] == "meta"), None)
+            io = next((s for s in summary if s["game"] == g and s["method"] == "inner_outer"), None)
+            if m is None or io is None:
+                continue
+            if m["steps_to_exact"] == MISS:
+                ratio = "meta missed"
+            elif io["steps_to_exact"] == MISS:
+                ratio = f">{io['env_steps'] / m['steps_to_exact']:.1f}"
+            else:
+                ratio = f"{io['steps_to_exact'] / m['steps_to_exact']:.1f}"
+            ratio_rows.append([g, m["steps_to_exact"], io["steps_to_exact"], ratio])
+        lines += [_table(["game", "meta steps to exact", "inner-outer steps to exact", "inner-outer / meta"],
+                         ratio_rows), ""]
+    return "\n".join(lines)
+
+
+def ablation_section(ab: dict) -> str:
+    lines = [f"## Ablation: {ab['ablation']}", "", ab.get("description", ""), "",
+             f"Produced by: `{ab['command']}` (runs in `{ab['_dir']}`)", ""]
+    variants = ab["variants"]
+    rows = ab["rows"]
+    games = list(dict.fromkeys(r["game"] for r in rows))
+    header = ["game", "exact"]
+    for v in variants:
+        header += [f"{v}: value (median)", f"{v}: per seed", f"{v}: gap"]
+    body = []
+    for g in games:
+        rg = [r for r in rows if r["game"] == g]
+        line = [g, rg[0]["exact_value"]]
+        for v in variants:
+            rv = sorted((r for r in rg if r["variant"] == v), key=lambda r: r["seed"])
+            if not rv:
+                line += [None, None, None]
+                continue
+            line += [statistics.median(r["leader_value"] for r in rv),
+                     " / ".join(_fmt(r["leader_value"]) for r in rv),
+                     statistics.median(r["gap"] for r in rv)]
+        body.append(line)
+    lines.append(_table(header, body))
+    lines.append("")
+    total = [["variant", "games at exact value", "mean gap", "env steps per run (median)", "wall s (median)"]]
+    trows = []
+    for v in variants:
+        rv = [r for r in rows if r["variant"] == v]
+        if not rv:
+            continue
+        trows.append([v, f"{sum(abs(r['gap']) < 1e-6 for r in rv)}/{len(rv)}",
+                      round(statistics.mean(r["gap"] for r in rv), 3),
+                      statistics.median(r.get("env_steps_total", 0) for r in rv),
+                      round(statistics.median(r.get("wall_seconds", 0.0) for r in rv), 1)])
+    lines += [_table(total[0], trows), ""]
+    if ab.get("notes"):
+        lines += [ab["notes"], ""]
+    return "\n".join(lines)
+
+
+def divergence_section(div: dict, out: Path, fig_dir: Path) -> str:
+    fig = plot_divergence(div, fig_dir / f"divergence_{_slug(div['game'])}.png")
+    lines = [f"## Theorem 2: naive best-response follower vs query oracle ({div['game']})", "",
+             f"Produced by: `{div['command']}` (run in `{div['_dir']}`)", "", div.get("description", ""), "",
+             f"![divergence]({_rel(fig, out)})", ""]
+    body = []
+    for key in ("query", "naive"):
+        for s in div["summary"].get(key, []):
+            body.append([div["labels"][key], s["seed"], div["exact_value"], s["final_value"],
+                         s["final_policy"], s.get("distinct_last_half", None), s["env_steps"]])
+    lines.append(_table(["method", "seed", "exact SSE", "final deterministic value", "final leader policy",
+                         "distinct greedy policies (last half)", "env steps"], body))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def generate(runs: list[str | Path], out: str | Path = "docs/results.md", fig_dir: str | Path | None = None) -> Path:
+    out = Path(out)
+    fig_dir = Path(fig_dir) if fig_dir is not None else out.parent / "figures"
+    collections, ablations, divergences = discover(runs)
+    roots = " ".join(f"--runs {r}" for r in runs)
+    parts = [
+        "# stackrl results",
+        "",
+        f"Generated by `stackrl report {roots} --out {out}` from the run directories; do not edit by hand.",
+        "Values are undiscounted leader returns over a 10-step episode under deterministic evaluation "
+        "(greedy leader, greedy follower); 'exact' is the strong Stackelberg value from `stackrl solve`; "
+        "gap = exact − achieved.",
+        "",
+    ]
+    if not (collections or ablations or divergences):
+        parts.append("No runs found.")
+    for name in sorted(collections):
+        parts.append(main_section(name, collections[name], out, fig_dir))
+    for ab in sorted(ablations, key=lambda a: a["ablation"]):
+        parts.append(ablation_section(ab))
+    for div in divergences:
+        parts.append(divergence_section(div, out, fig_dir))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(parts).rstrip() + "\n")
+    return out
