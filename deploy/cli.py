@@ -380,5 +380,17 @@ def eval_run(run_dir: str, episodes: int, regret_steps: int, max_steps: int, jso
             json.dump(report, f, indent=2)
 
 
+@main.command("report")
+@click.option("--runs", "roots", multiple=True, help="A runs directory (repeatable; default: runs/).")
+@click.option("--out", default="docs/results.md", show_default=True, help="The markdown file to write.")
+@click.option("--figures", default=None, help="Folder for the PNG figures (default: <out dir>/figures).")
+def report(roots: tuple[str, ...], out: str, figures: str | None) -> None:
+    """Regenerate docs/results.md (tables and PNG figures) from run directories."""
+    from stackrl.deploy.report import generate
+
+    path = generate(list(roots) or ["runs"], out, figures)
+    click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()

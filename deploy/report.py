@@ -102,7 +102,7 @@ def collection_command(name: str, runs: list[dict]) -> str:
         return cmd_file.read_text().strip()
     games = ",".join(dict.fromkeys(r["game"] for r in runs))
     seeds = ",".join(str(s) for s in sorted({r["seed"] for r in runs}))
-    methods = ",".join(dict.fromkeys(r["method"] for r in runs))
+    methods = ",".join(sorted({r["method"] for r in runs}, key=lambda m: (m != "meta", m)))
     if Path(name).name == "bench_matrix":
         return f"stackrl bench matrix --games {games} --seeds {seeds} --methods {methods}"
     return f"stackrl train <game> --serial --method {{{methods}}} --seed {{{seeds}}} (games: {games})"
@@ -136,6 +136,7 @@ def summarise_runs(runs: list[dict]) -> list[dict]:
                 "steps_to_final": statistics.median(r["steps_to_final"] for r in rs),
                 "steps_to_exact": statistics.median(MISS if s is None else s for s in reached),
                 "reached": sum(s is not None for s in reached),
+                "steps_to_exact_per_seed": reached,
                 "wall_seconds": statistics.median(r["wall_seconds"] for r in rs),
             }
         )
@@ -269,11 +270,13 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
     lines.append(
         _table(
             ["game", "method", "seeds", "exact", "achieved (median)", "per seed", "gap (median)",
-             "env steps", "steps to final", "steps to exact (median)", "reached", "wall s"],
+             "env steps", "steps to final", "steps to exact (median)", "per seed", "reached", "wall s"],
             [
                 [s["game"], s["method"], len(s["seeds"]), s["exact_value"], s["median_value"],
                  " / ".join(_fmt(v) for v in s["values"]), s["median_gap"], s["env_steps"],
-                 s["steps_to_final"], s["steps_to_exact"], f"{s['reached']}/{len(s['seeds'])}",
+                 s["steps_to_final"], s["steps_to_exact"],
+                 " / ".join("never" if x is None else _fmt(x) for x in s["steps_to_exact_per_seed"]),
+                 f"{s['reached']}/{len(s['seeds'])}",
                  round(s["wall_seconds"], 1)]
                 for s in summary
             ],

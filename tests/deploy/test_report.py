@@ -87,7 +87,7 @@ def test_report_writes_numbers_and_pngs(tmp_path):
     r = CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(out)])
     assert r.exit_code == 0, r.output
     text = out.read_text()
-    for needle in ["prisoners_dilemma", "31 / 29", "31 / 23", "| 79 |", "27000", "2000",
+    for needle in ["prisoners_dilemma", "31 / 29", "31 / 23", "| 79 |", "28500", "2000",
                    "stackrl bench matrix --games prisoners_dilemma --seeds 0,1 --methods meta,inner_outer",
                    "stackrl ablation queries --games chicken --seeds 0", "27.5", "5.5",
                    "stackrl divergence --game chicken --budget 100", "11111", f"stackrl report --runs {runs}"]:
