@@ -392,5 +392,29 @@ def report(roots: tuple[str, ...], out: str, figures: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+@main.command("divergence")
+@click.option("--game", default="prisoners_dilemma", show_default=True, help="A named matrix game.")
+@click.option("--budget", type=int, default=100_000, show_default=True, help="Base-game env steps per run.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", default="runs/divergence", show_default=True, help="Run root (writes <out>/<game>/).")
+def divergence(game: str, budget: int, seeds: str, out: str) -> None:
+    """Theorem 2 demo: naive RL leader vs a follower reading its parameters, against the query construction."""
+    from stackrl.learner.divergence import run_demo
+
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    command = f"stackrl divergence --game {game} --budget {budget} --seeds {seeds} --out {out}"
+    try:
+        res = run_demo(game, budget, seed_list, out, command)
+    except ValueError as e:
+        _fail(str(e))
+    click.echo(f"exact SSE value: {res['exact_value']:g}   (written to {res['_dir']})")
+    for key in ("query", "naive"):
+        for s in res["summary"][key]:
+            click.echo(
+                f"{key:6s} seed {s['seed']}: final value {s['final_value']:g} policy {s['final_policy']} "
+                f"(distinct greedy policies in last half: {s['distinct_last_half']})"
+            )
+
+
 if __name__ == "__main__":
     main()
