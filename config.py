@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,14 @@ class EnvConfig:
                 and all(isinstance(c, list) and len(c) == 2 for row in p for c in row)
             )
             _require(ok, "env.payoffs", "must be a rectangular [n_L][n_F][2] list of (r_L, r_F) pairs")
+        from stackrl.envs import factory  # lazy: the env modules import this one
+
+        _require(
+            factory.is_matrix_game(self) or factory.is_pettingzoo(self) or self.name in factory.ATARI_GAMES,
+            "env.name",
+            f"unknown game {self.name!r}; known: "
+            + ", ".join([*factory.GAMES, "matrix", *factory.ATARI_GAMES, "pettingzoo"]),
+        )
 
 
 @dataclass
@@ -333,6 +342,7 @@ class ExperimentConfig:
         self.validate()
 
     def validate(self) -> None:
+        _check_finite(self, "")
         _require(
             bool(self.name) and "/" not in self.name,
             "name",
@@ -428,6 +438,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"{path}: unknown key {keys[-1]!r}")
         node[keys[-1]] = yaml.safe_load(raw)
     return out
+
+
+def _check_finite(obj: Any, path: str) -> None:
+    """Every float in the config (nested dataclasses and lists included) must be finite."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            _check_finite(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_finite(v, f"{path}[{i}]")
+    elif isinstance(obj, float):
+        _require(math.isfinite(obj), path, f"must be finite, got {obj}")
 
 
 def _field_class(cls: Any, name: str) -> Any:

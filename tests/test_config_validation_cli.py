@@ -1,0 +1,114 @@
+"""Issue 6: bad configuration is rejected by `stackrl train` before anything starts (no learner, no
+actor process, no run directory), with exit code 2 and a one-line error naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from stackrl.deploy import cli
+
+
+@pytest.fixture
+def no_launch(monkeypatch):
+    """Any attempt to start a run fails the test."""
+
+    def boom(*a, **k):
+        raise AssertionError("a run was launched despite an invalid config")
+
+    import stackrl.deploy.launch as launch
+    import stackrl.deploy.serial as serial
+
+    monkeypatch.setattr(launch, "run_local", boom)
+    monkeypatch.setattr(launch, "LearnerServer", boom)
+    monkeypatch.setattr(serial, "run_serial", boom)
+
+
+CASES = [
+    # impossible values
+    (["--set", "actor.num_actors=0"], "actor.num_actors", "must be >= 1"),
+    (["--actors", "0"], "actor.num_actors", "must be >= 1"),
+    (["--set", "actor.num_actors=-3"], "actor.num_actors", "must be >= 1"),
+    (["--set", "learner.lr_leader=-0.1"], "learner.lr_leader", "must be > 0"),
+    (["--set", "learner.lr_follower=0"], "learner.lr_follower", "must be > 0"),
+    (["--set", "learner.discount=1.5"], "learner.discount", "must be in"),
+    (["--set", "learner.batch_trajectories=0"], "learner.batch_trajectories", "must be >= 1"),
+    (["--set", "learner.queue_size=0"], "learner.queue_size", "must be >= 1"),
+    (["--set", "env.num_games=0"], "env.num_games", "must be >= 1"),
+    (["--set", "actor.unroll_length=0"], "actor.unroll_length", "must be >= 1"),
+    (["--set", "actor.connect_deadline_s=-1"], "actor.connect_deadline_s", "must be > 0"),
+    (["--set", "schedule.phases=[]"], "schedule.phases", "at least one phase"),
+    (["--set", "schedule.phases=[{kind: nope}]"], "schedule.phases[0].kind", "must be one of"),
+    (["--set", "schedule.phases=[{kind: leader, env_steps: 0}]"], "schedule.phases[0].env_steps", ">= 1"),
+    (["--set", "schedule.checkpoint_interval_s=0"], "schedule.checkpoint_interval_s", "must be > 0"),
+    (["--set", "schedule.checkpoint_interval_updates=-1"], "schedule.checkpoint_interval_updates", ">= 0"),
+    (["--set", "server.port=70000"], "server.port", "must be in [0, 65535]"),
+    (["--set", "server.max_message_mb=0"], "server.max_message_mb", "must be >= 1"),
+    (["--set", "seed=-1"], "seed", "must be >= 0"),
+    (["--seed", "-2"], "seed", "must be >= 0"),
+    (["--set", "learner.device=tpu"], "learner.device", "must be 'auto', 'cpu' or 'cuda'"),
+    (["--set", "env.name=no_such_game"], "env.name", "unknown game"),
+    # non-finite numbers
+    (["--set", "learner.lr_leader=.inf"], "learner.lr_leader", "must be finite"),
+    (["--set", "learner.lr_leader=.nan"], "learner.lr_leader", ""),
+    (["--set", "learner.max_grad_norm=.inf"], "learner.max_grad_norm", "must be finite"),
+    # wrong types
+    (["--set", "learner.lr_leader=fast"], "learner.lr_leader", "expected float"),
+    (["--set", "actor.num_actors=two"], "actor.num_actors", "expected int"),
+    (["--set", "actor.unroll_length=1.5"], "actor.unroll_length", "expected int"),
+    (["--set", "learner.entropy_anneal=maybe"], "learner.entropy_anneal", "expected bool"),
+    (["--set", "env.num_games=[1, 2]"], "env.num_games", "expected int"),
+    # unknown keys
+    (["--set", "learner.bogus=1"], "learner.bogus", "unknown key"),
+    (["--set", "nonsense.key=1"], "nonsense.key", "unknown key"),
+    (["--set", "schedule.phases=[{kind: leader, typo: 3}]"], "schedule.phases[0].typo", "unknown key"),
+    (["--set", "learner.lr_leader"], "learner.lr_leader", "expected key=value"),
+]
+
+
+@pytest.mark.parametrize("args, key, why", CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_config_exits_2_naming_the_key_before_launching(tmp_path, monkeypatch, no_launch, args, key, why):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["train", "stag_hunt", "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert line.startswith("error: ") and "\n" not in line, line
+    assert key in line and why in line, line
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()  # nothing was started or written
+
+
+def test_bad_yaml_config_file_is_rejected(tmp_path, monkeypatch, no_launch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    for text, key in [
+        ("name: x\nenv: {name: stag_hunt}\nactor: {num_actors: 0}\n", "actor.num_actors"),
+        ("name: x\nenv: {name: stag_hunt}\nlearner: {lr_leader: -1}\n", "learner.lr_leader"),
+        ("name: x\nenv: {name: stag_hunt, colour: red}\n", "env.colour"),
+        ("name: x\nenv: {name: stag_hunt}\nactor: {num_actors: many}\n", "actor.num_actors"),
+        ("name: x\nenv: {name: stag_hunt}\nextra_section: {a: 1}\n", "extra_section"),
+    ]:
+        bad.write_text(text)
+        result = CliRunner().invoke(cli.main, ["train", str(bad), "--no-progress"])
+        assert result.exit_code == 2 and key in result.output, (text, result.output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_real_cli_process_rejects_zero_actors_without_starting_anything(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "stackrl.deploy.cli", "train", "stag_hunt", "--set", "actor.num_actors=0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: actor.num_actors: must be >= 1, got 0"
+    assert "learner listening" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_resume_rejects_other_run_options(tmp_path, monkeypatch, no_launch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["train", "stag_hunt", "--resume", "runs/x"])
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = CliRunner().invoke(cli.main, ["train"])
+    assert result.exit_code == 2 and "EXPERIMENT" in result.output
