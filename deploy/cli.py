@@ -416,5 +416,29 @@ def divergence(game: str, budget: int, seeds: str, out: str) -> None:
             )
 
 
+@main.command("ablation")
+@click.argument("name", type=click.Choice(["queries", "invariance", "oracle"]))
+@click.option("--games", default="prisoners_dilemma,chicken,deadlock", show_default=True, help="Comma-separated games.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", default="runs/ablations", show_default=True, help="Run root (writes <out>/<name>/).")
+@click.option("--set", "overrides", multiple=True, help="Config override applied to every training run.")
+def ablation(name: str, games: str, seeds: str, out: str, overrides: tuple[str, ...]) -> None:
+    """Query ablations: hidden vs observed queries, invariant vs non-invariant leader, follower oracles."""
+    from stackrl.deploy.ablations import run_ablation
+
+    game_list = [g for g in games.split(",") if g]
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    command = f"stackrl ablation {name} --games {games} --seeds {seeds}" + (
+        f" --out {out}" if out != "runs/ablations" else ""
+    ) + "".join(f" --set {o}" for o in overrides)
+    try:
+        res = run_ablation(name, game_list, seed_list, out, overrides, command)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    for r in res["rows"]:
+        click.echo(f"{r['game']:18s} {r['variant']:22s} seed {r['seed']}: value {r['leader_value']:g} "
+                   f"exact {r['exact_value']:g} gap {r['gap']:g}")
+
+
 if __name__ == "__main__":
     main()

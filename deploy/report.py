@@ -345,6 +345,10 @@ def ablation_section(ab: dict) -> str:
                       statistics.median(r.get("env_steps_total", 0) for r in rv),
                       round(statistics.median(r.get("wall_seconds", 0.0) for r in rv), 1)])
     lines += [_table(total[0], trows), ""]
+    reused = sorted({r["reused_from"] for r in rows if r.get("reused_from")})
+    if reused:
+        lines += ["Runs with a config identical to one already under the ablation root (serial runs are "
+                  "deterministic for a seed) were reused, not retrained: " + ", ".join(f"`{x}`" for x in reused), ""]
     if ab.get("notes"):
         lines += [ab["notes"], ""]
     return "\n".join(lines)
