@@ -187,3 +187,47 @@ def test_actor_reconnects_to_a_restarted_learner_and_acts_on_its_weights(tmp_pat
         second.close(grace_s=5)
         actor.join(30)
     assert result.get("code") == 0
+
+
+class _FakeProc:
+    pids = iter(range(1000, 2000))
+
+    def __init__(self, name: str):
+        self.name, self.pid, self.exitcode = name, next(self.pids), None
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout=None) -> None:
+        pass
+
+
+def test_supervisor_restarts_with_backoff_up_to_a_cap_and_never_restarts_a_refused_actor(monkeypatch, caplog):
+    import stackrl.deploy.launch as launch
+
+    monkeypatch.setattr(launch, "_actor_process", lambda address, token, deadline, name: _FakeProc(name))
+    caplog.set_level(logging.WARNING)
+    sup = launch.ActorSupervisor("127.0.0.1:1", "t", 2, 5.0, max_restarts=2, base_delay_s=0.1, max_delay_s=1.0)
+    sup.check()  # all running: nothing happens
+    first = sup.procs[0]
+    first.exitcode = -9
+    sup.check()  # schedules a restart after the back-off
+    assert sup.procs[0] is first and "restart 1/2 in 0.1s" in caplog.text
+    time.sleep(0.12)
+    sup.check()
+    assert sup.procs[0] is not first and sup.restarts == [1, 0]
+    assert sup.restart_log[0]["old_pid"] == first.pid and sup.restart_log[0]["exit_code"] == -9
+    sup.procs[0].exitcode = 3  # crashed again: the back-off doubles
+    sup.check()
+    assert "restart 2/2 in 0.2s" in caplog.text
+    time.sleep(0.22)
+    sup.check()
+    assert sup.restarts == [2, 0]
+    sup.procs[0].exitcode = -9  # out of restarts: the run stops
+    with pytest.raises(launch.LaunchError, match=r"actor-0 \(pid \d+\) exited with code -9 after 2 restarts"):
+        sup.check()
+
+    sup2 = launch.ActorSupervisor("127.0.0.1:1", "t", 1, 5.0)
+    sup2.procs[0].exitcode = 1  # refused (bad token / unreachable): restarting cannot help
+    with pytest.raises(launch.LaunchError, match="exited with code 1; stopping the run"):
+        sup2.check()
