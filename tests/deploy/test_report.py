@@ -105,3 +105,23 @@ def test_report_empty(tmp_path):
     out = tmp_path / "r.md"
     r = CliRunner().invoke(main, ["report", "--runs", str(tmp_path / "none"), "--out", str(out)])
     assert r.exit_code == 0 and "No runs found" in out.read_text()
+
+
+def test_oracle_ablation_then_report(tmp_path, monkeypatch):
+    """The oracle ablation's learning-dynamics variants (fast ones only) end up as a report section."""
+    from stackrl.deploy import ablations
+
+    spec = dict(ablations.ABLATIONS["oracle"])
+    spec["variants"] = {"q_learning": None, "exact": None}
+    monkeypatch.setitem(ablations.ABLATIONS, "oracle", spec)
+    res = ablations.run_ablation("oracle", ["chicken"], [0], str(tmp_path / "abl"), q_budget=60_000,
+                                 q_block_episodes=20)
+    assert [r["variant"] for r in res["rows"]] == ["q_learning", "exact"]
+    assert all(r["exact_value"] == 40.0 and r["env_steps_total"] <= 60_000 for r in res["rows"])
+    assert (tmp_path / "abl" / "oracle" / "q_learning" / "chicken_s0" / "oracle_result.json").exists()
+    out = tmp_path / "results.md"
+    r = CliRunner().invoke(main, ["report", "--runs", str(tmp_path / "abl"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert "## Ablation: oracle" in text and "stackrl ablation oracle --games chicken --seeds 0" in text
+    assert "q_learning: value (median)" in text
