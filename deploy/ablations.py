@@ -48,12 +48,18 @@ ABLATIONS: dict[str, dict] = {
         "tabular Q-learning follower trained from scratch for a block of episodes against the fixed committed "
         "leader, then played greedily (leader: tabular REINFORCE on its sampled commitments). exact: the same "
         "leader update with the exact strong best response (enumeration) as the oracle.",
-        "variants": {"contextual": ["env.queries=hidden", "env.commit=true"], "q_learning": None, "exact": None},
+        "variants": {
+            "contextual": ["env.queries=hidden", "env.commit=true"],
+            "q_learning": None,
+            "exact": None,
+        },
     },
 }
 
 
-def _cfg(game: str, seed: int, overrides: list[str], run_root: Path, extra: tuple[str, ...]) -> ExperimentConfig:
+def _cfg(
+    game: str, seed: int, overrides: list[str], run_root: Path, extra: tuple[str, ...]
+) -> ExperimentConfig:
     data = load_experiment(game, method="meta")
     data.pop("method_tag", None)
     data["env"]["name"] = game
@@ -138,7 +144,10 @@ def run_ablation(
 
                     t0 = time.time()
                     res = run_oracle_leader(
-                        game, "q_learning" if variant == "q_learning" else "exact", q_budget, seed,
+                        game,
+                        "q_learning" if variant == "q_learning" else "exact",
+                        q_budget,
+                        seed,
                         block_episodes=q_block_episodes,
                     )
                     res["wall_seconds"] = time.time() - t0
@@ -155,8 +164,8 @@ def run_ablation(
     out = {
         "ablation": name,
         "description": spec["description"],
-        "command": command or f"stackrl ablation {name} --games {','.join(games)} --seeds "
-        + ",".join(map(str, seeds)),
+        "command": command
+        or f"stackrl ablation {name} --games {','.join(games)} --seeds " + ",".join(map(str, seeds)),
         "variants": list(spec["variants"]),
         "rows": rows,
     }

@@ -120,8 +120,10 @@ def summarise_runs(runs: list[dict]) -> list[dict]:
     out = []
     keys = dict.fromkeys((r["game"], r["method"]) for r in runs)
     for game, method in keys:
-        rs = sorted((_with_steps(r) for r in runs if r["game"] == game and r["method"] == method),
-                    key=lambda r: r["seed"])
+        rs = sorted(
+            (_with_steps(r) for r in runs if r["game"] == game and r["method"] == method),
+            key=lambda r: r["seed"],
+        )
         reached = [r["steps_to_exact"] for r in rs]
         out.append(
             {
@@ -174,7 +176,7 @@ def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
             ax.plot(
                 [p["env_steps"] for p in h],
                 [p["leader_value"] for p in h],
-                color=colors.get(m, None),
+                color=colors.get(m),
                 alpha=0.7,
                 lw=1,
                 label=m if m not in seen else None,
@@ -188,7 +190,7 @@ def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
         ax.set_ylabel("leader value", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(games):]:
+    for ax in list(axes.flat)[len(games) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -214,8 +216,17 @@ def plot_sample_efficiency(summary: list[dict], path: Path, title: str) -> Path:
             miss = s["steps_to_exact"] == MISS
             h = s["env_steps"] if miss else s["steps_to_exact"]
             x = i + (j - (len(methods) - 1) / 2) * width
-            ax.bar(x, h, width, color=colors[m], hatch="//" if miss else None, alpha=0.5 if miss else 1,
-                   label=m if i == 0 else None, edgecolor="k", lw=0.5)
+            ax.bar(
+                x,
+                h,
+                width,
+                color=colors[m],
+                hatch="//" if miss else None,
+                alpha=0.5 if miss else 1,
+                label=m if i == 0 else None,
+                edgecolor="k",
+                lw=0.5,
+            )
             if miss:
                 ax.text(x, h, "miss", ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_yscale("log")
@@ -237,8 +248,14 @@ def plot_divergence(div: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for key, color in (("query", "tab:blue"), ("naive", "tab:red")):
         for k, curve in enumerate(div["curves"].get(key, [])):
-            ax.plot(curve["env_steps"], curve["leader_value"], color=color, alpha=0.8, lw=1,
-                    label=div["labels"][key] if k == 0 else None)
+            ax.plot(
+                curve["env_steps"],
+                curve["leader_value"],
+                color=color,
+                alpha=0.8,
+                lw=1,
+                label=div["labels"][key] if k == 0 else None,
+            )
     ax.axhline(div["exact_value"], ls="--", color="k", lw=1, label="exact SSE")
     ax.set_xlabel("env steps")
     ax.set_ylabel("leader value (deterministic)")
@@ -269,28 +286,55 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
     lines = [f"## Runs: `{name}`", "", f"Produced by: `{cmd}`", ""]
     lines.append(
         _table(
-            ["game", "method", "seeds", "exact", "achieved (median)", "per seed", "gap (median)",
-             "env steps", "steps to final", "steps to exact (median)", "per seed", "reached", "wall s"],
             [
-                [s["game"], s["method"], len(s["seeds"]), s["exact_value"], s["median_value"],
-                 " / ".join(_fmt(v) for v in s["values"]), s["median_gap"], s["env_steps"],
-                 s["steps_to_final"], s["steps_to_exact"],
-                 " / ".join("never" if x is None else _fmt(x) for x in s["steps_to_exact_per_seed"]),
-                 f"{s['reached']}/{len(s['seeds'])}",
-                 round(s["wall_seconds"], 1)]
+                "game",
+                "method",
+                "seeds",
+                "exact",
+                "achieved (median)",
+                "per seed",
+                "gap (median)",
+                "env steps",
+                "steps to final",
+                "steps to exact (median)",
+                "per seed",
+                "reached",
+                "wall s",
+            ],
+            [
+                [
+                    s["game"],
+                    s["method"],
+                    len(s["seeds"]),
+                    s["exact_value"],
+                    s["median_value"],
+                    " / ".join(_fmt(v) for v in s["values"]),
+                    s["median_gap"],
+                    s["env_steps"],
+                    s["steps_to_final"],
+                    s["steps_to_exact"],
+                    " / ".join("never" if x is None else _fmt(x) for x in s["steps_to_exact_per_seed"]),
+                    f"{s['reached']}/{len(s['seeds'])}",
+                    round(s["wall_seconds"], 1),
+                ]
                 for s in summary
             ],
         )
     )
     lines.append("")
-    lines.append("'steps to exact': env steps at the first evaluation from which the deterministic leader "
-                 "value stayed at the exact SSE value; 'never' if it did not hold it at the end.")
+    lines.append(
+        "'steps to exact': env steps at the first evaluation from which the deterministic leader "
+        "value stayed at the exact SSE value; 'never' if it did not hold it at the end."
+    )
     lines.append("")
-    curve = plot_learning_curves(runs, fig_dir / f"curves_{_slug(name)}.png", f"{name}: leader value vs env steps")
+    curve = plot_learning_curves(
+        runs, fig_dir / f"curves_{_slug(name)}.png", f"{name}: leader value vs env steps"
+    )
     lines += [f"Learning curves (same command): ![learning curves]({_rel(curve, out)})", ""]
     if {"meta", "inner_outer"} <= {s["method"] for s in summary}:
-        bars = plot_sample_efficiency(summary, fig_dir / f"efficiency_{_slug(name)}.png",
-                                      f"{name}: meta vs inner-outer")
+        bars = plot_sample_efficiency(
+            summary, fig_dir / f"efficiency_{_slug(name)}.png", f"{name}: meta vs inner-outer"
+        )
         lines += [f"Sample efficiency (same command): ![sample efficiency]({_rel(bars, out)})", ""]
         ratio_rows = []
         for g in dict.fromkeys(s["game"] for s in summary):
@@ -305,14 +349,25 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
             else:
                 ratio = f"{io['steps_to_exact'] / m['steps_to_exact']:.1f}"
             ratio_rows.append([g, m["steps_to_exact"], io["steps_to_exact"], ratio])
-        lines += [_table(["game", "meta steps to exact", "inner-outer steps to exact", "inner-outer / meta"],
-                         ratio_rows), ""]
+        lines += [
+            _table(
+                ["game", "meta steps to exact", "inner-outer steps to exact", "inner-outer / meta"],
+                ratio_rows,
+            ),
+            "",
+        ]
     return "\n".join(lines)
 
 
 def ablation_section(ab: dict) -> str:
-    lines = [f"## Ablation: {ab['ablation']}", "", ab.get("description", ""), "",
-             f"Produced by: `{ab['command']}` (runs in `{ab['_dir']}`)", ""]
+    lines = [
+        f"## Ablation: {ab['ablation']}",
+        "",
+        ab.get("description", ""),
+        "",
+        f"Produced by: `{ab['command']}` (runs in `{ab['_dir']}`)",
+        "",
+    ]
     variants = ab["variants"]
     rows = ab["rows"]
     games = list(dict.fromkeys(r["game"] for r in rows))
@@ -328,9 +383,11 @@ def ablation_section(ab: dict) -> str:
             if not rv:
                 line += [None, None, None]
                 continue
-            line += [statistics.median(r["leader_value"] for r in rv),
-                     " / ".join(_fmt(r["leader_value"]) for r in rv),
-                     statistics.median(r["gap"] for r in rv)]
+            line += [
+                statistics.median(r["leader_value"] for r in rv),
+                " / ".join(_fmt(r["leader_value"]) for r in rv),
+                statistics.median(r["gap"] for r in rv),
+            ]
         body.append(line)
     lines.append(_table(header, body))
     lines.append("")
@@ -340,15 +397,23 @@ def ablation_section(ab: dict) -> str:
         rv = [r for r in rows if r["variant"] == v]
         if not rv:
             continue
-        trows.append([v, f"{sum(abs(r['gap']) < 1e-6 for r in rv)}/{len(rv)}",
-                      round(statistics.mean(r["gap"] for r in rv), 3),
-                      statistics.median(r.get("env_steps_total", 0) for r in rv),
-                      round(statistics.median(r.get("wall_seconds", 0.0) for r in rv), 1)])
+        trows.append(
+            [
+                v,
+                f"{sum(abs(r['gap']) < 1e-6 for r in rv)}/{len(rv)}",
+                round(statistics.mean(r["gap"] for r in rv), 3),
+                statistics.median(r.get("env_steps_total", 0) for r in rv),
+                round(statistics.median(r.get("wall_seconds", 0.0) for r in rv), 1),
+            ]
+        )
     lines += [_table(total[0], trows), ""]
     reused = sorted({r["reused_from"] for r in rows if r.get("reused_from")})
     if reused:
-        lines += ["Runs with a config identical to one already under the ablation root (serial runs are "
-                  "deterministic for a seed) were reused, not retrained: " + ", ".join(f"`{x}`" for x in reused), ""]
+        lines += [
+            "Runs with a config identical to one already under the ablation root (serial runs are "
+            "deterministic for a seed) were reused, not retrained: " + ", ".join(f"`{x}`" for x in reused),
+            "",
+        ]
     if ab.get("notes"):
         lines += [ab["notes"], ""]
     return "\n".join(lines)
@@ -356,21 +421,51 @@ def ablation_section(ab: dict) -> str:
 
 def divergence_section(div: dict, out: Path, fig_dir: Path) -> str:
     fig = plot_divergence(div, fig_dir / f"divergence_{_slug(div['game'])}.png")
-    lines = [f"## Theorem 2: naive best-response follower vs query oracle ({div['game']})", "",
-             f"Produced by: `{div['command']}` (run in `{div['_dir']}`)", "", div.get("description", ""), "",
-             f"![divergence]({_rel(fig, out)})", ""]
+    lines = [
+        f"## Theorem 2: naive best-response follower vs query oracle ({div['game']})",
+        "",
+        f"Produced by: `{div['command']}` (run in `{div['_dir']}`)",
+        "",
+        div.get("description", ""),
+        "",
+        f"![divergence]({_rel(fig, out)})",
+        "",
+    ]
     body = []
     for key in ("query", "naive"):
         for s in div["summary"].get(key, []):
-            body.append([div["labels"][key], s["seed"], div["exact_value"], s["final_value"],
-                         s["final_policy"], s.get("distinct_last_half", None), s["env_steps"]])
-    lines.append(_table(["method", "seed", "exact SSE", "final deterministic value", "final leader policy",
-                         "distinct greedy policies (last half)", "env steps"], body))
+            body.append(
+                [
+                    div["labels"][key],
+                    s["seed"],
+                    div["exact_value"],
+                    s["final_value"],
+                    s["final_policy"],
+                    s.get("distinct_last_half", None),
+                    s["env_steps"],
+                ]
+            )
+    lines.append(
+        _table(
+            [
+                "method",
+                "seed",
+                "exact SSE",
+                "final deterministic value",
+                "final leader policy",
+                "distinct greedy policies (last half)",
+                "env steps",
+            ],
+            body,
+        )
+    )
     lines.append("")
     return "\n".join(lines)
 
 
-def generate(runs: list[str | Path], out: str | Path = "docs/results.md", fig_dir: str | Path | None = None) -> Path:
+def generate(
+    runs: list[str | Path], out: str | Path = "docs/results.md", fig_dir: str | Path | None = None
+) -> Path:
     out = Path(out)
     fig_dir = Path(fig_dir) if fig_dir is not None else out.parent / "figures"
     collections, ablations, divergences = discover(runs)

@@ -153,8 +153,14 @@ def run_demo(game: str, budget: int, seeds: list[int], run_root: str, command: s
     for method in ("query", "naive"):
         for seed in seeds:
             r = run_divergence(game, method, budget, seed, **kw)
-            curves[method].append({"seed": seed, "env_steps": r.env_steps, "leader_value": r.leader_value,
-                                   "policies": r.policies})
+            curves[method].append(
+                {
+                    "seed": seed,
+                    "env_steps": r.env_steps,
+                    "leader_value": r.leader_value,
+                    "policies": r.policies,
+                }
+            )
             summary[method].append(r.summary())
     out = {
         "game": game,

@@ -86,8 +86,9 @@ def run_oracle_leader(
     def record():
         greedy = theta.argmax(axis=1)
         v = float(g.value[int(g.index(greedy))])
-        history.append({"env_steps": steps, "leader_value": v, "gap": g.exact - v,
-                        "leader_answers": greedy.tolist()})
+        history.append(
+            {"env_steps": steps, "leader_value": v, "gap": g.exact - v, "leader_answers": greedy.tolist()}
+        )
 
     record()
     while steps + batch * per_commitment <= budget:

@@ -16,10 +16,18 @@ def _run(root, game, method, seed, value, exact, history, wall):
     d.mkdir(parents=True)
     total = history[-1][0]
     res = {
-        "name": d.name, "game": game, "method": method, "seed": seed, "leader_value": value,
-        "follower_value": 20.0, "leader_answers": [1, 0, 0, 1, 1],
-        "env_steps": {"0_phase": total, "total": total}, "steps_to_final": history[-1][0],
-        "wall_seconds": wall, "exact_value": exact, "gap": exact - value,
+        "name": d.name,
+        "game": game,
+        "method": method,
+        "seed": seed,
+        "leader_value": value,
+        "follower_value": 20.0,
+        "leader_answers": [1, 0, 0, 1, 1],
+        "env_steps": {"0_phase": total, "total": total},
+        "steps_to_final": history[-1][0],
+        "wall_seconds": wall,
+        "exact_value": exact,
+        "gap": exact - value,
         "eval_history": [
             {"env_steps": s, "leader_value": v, "gap": exact - v, "wall_seconds": 0.1 * i}
             for i, (s, v) in enumerate(history)
@@ -31,38 +39,97 @@ def _run(root, game, method, seed, value, exact, history, wall):
 def _fake_runs(root):
     _run(root, "prisoners_dilemma", "meta", 0, 31.0, 31.0, [(1000, 10.0), (2000, 31.0), (3000, 31.0)], 12.5)
     _run(root, "prisoners_dilemma", "meta", 1, 29.0, 31.0, [(1000, 10.0), (2000, 29.0), (3000, 29.0)], 13.5)
-    _run(root, "prisoners_dilemma", "inner_outer", 0, 31.0, 31.0,
-         [(10000, 10.0), (20000, 10.0), (27000, 31.0)], 77.25)
-    _run(root, "prisoners_dilemma", "inner_outer", 1, 23.0, 31.0,
-         [(10000, 10.0), (20000, 23.0), (30000, 23.0)], 80.75)
+    _run(
+        root,
+        "prisoners_dilemma",
+        "inner_outer",
+        0,
+        31.0,
+        31.0,
+        [(10000, 10.0), (20000, 10.0), (27000, 31.0)],
+        77.25,
+    )
+    _run(
+        root,
+        "prisoners_dilemma",
+        "inner_outer",
+        1,
+        23.0,
+        31.0,
+        [(10000, 10.0), (20000, 23.0), (30000, 23.0)],
+        80.75,
+    )
     ab = root / "ablations" / "queries"
     ab.mkdir(parents=True)
-    (ab / "ablation.json").write_text(json.dumps({
-        "ablation": "queries", "command": "stackrl ablation queries --games chicken --seeds 0",
-        "description": "hidden vs observed", "variants": ["hidden", "observed"],
-        "rows": [
-            {"game": "chicken", "variant": "hidden", "seed": 0, "exact_value": 33.0, "leader_value": 33.0,
-             "gap": 0.0, "env_steps_total": 1000, "wall_seconds": 1.0},
-            {"game": "chicken", "variant": "observed", "seed": 0, "exact_value": 33.0, "leader_value": 27.5,
-             "gap": 5.5, "env_steps_total": 1000, "wall_seconds": 1.0},
-        ],
-    }))
+    (ab / "ablation.json").write_text(
+        json.dumps(
+            {
+                "ablation": "queries",
+                "command": "stackrl ablation queries --games chicken --seeds 0",
+                "description": "hidden vs observed",
+                "variants": ["hidden", "observed"],
+                "rows": [
+                    {
+                        "game": "chicken",
+                        "variant": "hidden",
+                        "seed": 0,
+                        "exact_value": 33.0,
+                        "leader_value": 33.0,
+                        "gap": 0.0,
+                        "env_steps_total": 1000,
+                        "wall_seconds": 1.0,
+                    },
+                    {
+                        "game": "chicken",
+                        "variant": "observed",
+                        "seed": 0,
+                        "exact_value": 33.0,
+                        "leader_value": 27.5,
+                        "gap": 5.5,
+                        "env_steps_total": 1000,
+                        "wall_seconds": 1.0,
+                    },
+                ],
+            }
+        )
+    )
     dv = root / "divergence" / "chicken_s0"
     dv.mkdir(parents=True)
-    (dv / "divergence.json").write_text(json.dumps({
-        "game": "chicken", "exact_value": 33.0, "command": "stackrl divergence --game chicken --budget 100",
-        "labels": {"query": "query oracle", "naive": "naive BR"},
-        "curves": {"query": [{"env_steps": [0, 50, 100], "leader_value": [20.0, 30.0, 33.0]}],
-                   "naive": [{"env_steps": [0, 50, 100], "leader_value": [20.0, 21.0, 19.0]}]},
-        "summary": {"query": [{"seed": 0, "final_value": 33.0, "final_policy": "10011", "env_steps": 100}],
-                    "naive": [{"seed": 0, "final_value": 19.0, "final_policy": "11111", "env_steps": 100,
-                               "distinct_last_half": 3}]},
-    }))
+    (dv / "divergence.json").write_text(
+        json.dumps(
+            {
+                "game": "chicken",
+                "exact_value": 33.0,
+                "command": "stackrl divergence --game chicken --budget 100",
+                "labels": {"query": "query oracle", "naive": "naive BR"},
+                "curves": {
+                    "query": [{"env_steps": [0, 50, 100], "leader_value": [20.0, 30.0, 33.0]}],
+                    "naive": [{"env_steps": [0, 50, 100], "leader_value": [20.0, 21.0, 19.0]}],
+                },
+                "summary": {
+                    "query": [{"seed": 0, "final_value": 33.0, "final_policy": "10011", "env_steps": 100}],
+                    "naive": [
+                        {
+                            "seed": 0,
+                            "final_value": 19.0,
+                            "final_policy": "11111",
+                            "env_steps": 100,
+                            "distinct_last_half": 3,
+                        }
+                    ],
+                },
+            }
+        )
+    )
 
 
 def test_steps_to_value():
-    h = [{"env_steps": 1, "leader_value": 3.0}, {"env_steps": 2, "leader_value": 5.0},
-         {"env_steps": 3, "leader_value": 3.0}, {"env_steps": 4, "leader_value": 5.0}]
+    h = [
+        {"env_steps": 1, "leader_value": 3.0},
+        {"env_steps": 2, "leader_value": 5.0},
+        {"env_steps": 3, "leader_value": 3.0},
+        {"env_steps": 4, "leader_value": 5.0},
+    ]
     assert steps_to_value(h, 5.0) == 4
     assert steps_to_value(h[:3], 5.0) is None
 
@@ -87,10 +154,21 @@ def test_report_writes_numbers_and_pngs(tmp_path):
     r = CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(out)])
     assert r.exit_code == 0, r.output
     text = out.read_text()
-    for needle in ["prisoners_dilemma", "31 / 29", "31 / 23", "| 79 |", "28500", "2000",
-                   "stackrl bench matrix --games prisoners_dilemma --seeds 0,1 --methods meta,inner_outer",
-                   "stackrl ablation queries --games chicken --seeds 0", "27.5", "5.5",
-                   "stackrl divergence --game chicken --budget 100", "11111", f"stackrl report --runs {runs}"]:
+    for needle in [
+        "prisoners_dilemma",
+        "31 / 29",
+        "31 / 23",
+        "| 79 |",
+        "28500",
+        "2000",
+        "stackrl bench matrix --games prisoners_dilemma --seeds 0,1 --methods meta,inner_outer",
+        "stackrl ablation queries --games chicken --seeds 0",
+        "27.5",
+        "5.5",
+        "stackrl divergence --game chicken --budget 100",
+        "11111",
+        f"stackrl report --runs {runs}",
+    ]:
         assert needle in text, needle
     pngs = sorted((tmp_path / "docs" / "figures").glob("*.png"))
     names = {p.name for p in pngs}
@@ -114,8 +192,9 @@ def test_oracle_ablation_then_report(tmp_path, monkeypatch):
     spec = dict(ablations.ABLATIONS["oracle"])
     spec["variants"] = {"q_learning": None, "exact": None}
     monkeypatch.setitem(ablations.ABLATIONS, "oracle", spec)
-    res = ablations.run_ablation("oracle", ["chicken"], [0], str(tmp_path / "abl"), q_budget=60_000,
-                                 q_block_episodes=20)
+    res = ablations.run_ablation(
+        "oracle", ["chicken"], [0], str(tmp_path / "abl"), q_budget=60_000, q_block_episodes=20
+    )
     assert [r["variant"] for r in res["rows"]] == ["q_learning", "exact"]
     assert all(r["exact_value"] == 40.0 and r["env_steps_total"] <= 60_000 for r in res["rows"])
     assert (tmp_path / "abl" / "oracle" / "q_learning" / "chicken_s0" / "oracle_result.json").exists()

@@ -28,8 +28,18 @@ def test_bad_method():
 
 def test_divergence_cli(tmp_path):
     r = CliRunner().invoke(
-        main, ["divergence", "--game", "prisoners_dilemma", "--budget", "20000", "--seeds", "0",
-               "--out", str(tmp_path)]
+        main,
+        [
+            "divergence",
+            "--game",
+            "prisoners_dilemma",
+            "--budget",
+            "20000",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "prisoners_dilemma" / "divergence.json").read_text())
