@@ -359,7 +359,70 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def ablation_section(ab: dict) -> str:
+def _ablation_history(ab: dict, row: dict) -> list[dict]:
+    """The eval history of one ablation row's run (a result.json or an oracle_result.json)."""
+    dirs = [Path(row["reused_from"])] if row.get("reused_from") else []
+    slug = row["variant"].replace("=", "-").replace(",", "_")
+    dirs.append(Path(ab["_dir"]) / slug / f"{row['game']}_s{row['seed']}")
+    for d in dirs:
+        for fname in ("result.json", "oracle_result.json"):
+            if (d / fname).exists():
+                return json.loads((d / fname).read_text()).get("eval_history", [])
+    return []
+
+
+def plot_ablation(ab: dict, path: Path) -> Path | None:
+    """One panel per game: leader value vs env steps per variant and seed; exact value dashed."""
+    rows = ab["rows"]
+    games = list(dict.fromkeys(r["game"] for r in rows))
+    curves = [(r, _ablation_history(ab, r)) for r in rows]
+    if not any(h for _, h in curves):
+        return None
+    plt = _plt()
+    ncol = min(4, len(games))
+    nrow = (len(games) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    colors = {v: cmap(i) for i, v in enumerate(ab["variants"])}
+    for ax, game in zip(axes.flat, games):
+        seen = set()
+        for r, h in curves:
+            if r["game"] != game or not h:
+                continue
+            v = r["variant"]
+            ax.plot(
+                [p["env_steps"] for p in h],
+                [p["leader_value"] for p in h],
+                color=colors[v],
+                lw=1,
+                alpha=0.8,
+                label=v if v not in seen else None,
+            )
+            seen.add(v)
+        ax.axhline(
+            next(r["exact_value"] for r in rows if r["game"] == game),
+            ls="--",
+            color="k",
+            lw=1,
+            label="exact SSE",
+        )
+        ax.set_xscale("symlog", linthresh=1e4)
+        ax.set_title(game, fontsize=9)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.set_ylabel("leader value", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(games) :]:
+        ax.axis("off")
+    fig.suptitle(f"ablation {ab['ablation']}: leader value vs env steps", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def ablation_section(ab: dict, out: Path | None = None, fig_dir: Path | None = None) -> str:
     lines = [
         f"## Ablation: {ab['ablation']}",
         "",
@@ -414,6 +477,10 @@ def ablation_section(ab: dict) -> str:
             "deterministic for a seed) were reused, not retrained: " + ", ".join(f"`{x}`" for x in reused),
             "",
         ]
+    if out is not None and fig_dir is not None:
+        fig = plot_ablation(ab, fig_dir / f"ablation_{_slug(ab['ablation'])}.png")
+        if fig is not None:
+            lines += [f"Learning curves (same command): ![ablation {ab['ablation']}]({_rel(fig, out)})", ""]
     if ab.get("notes"):
         lines += [ab["notes"], ""]
     return "\n".join(lines)
@@ -484,7 +551,7 @@ def generate(
     for name in sorted(collections):
         parts.append(main_section(name, collections[name], out, fig_dir))
     for ab in sorted(ablations, key=lambda a: a["ablation"]):
-        parts.append(ablation_section(ab))
+        parts.append(ablation_section(ab, out, fig_dir))
     for div in divergences:
         parts.append(divergence_section(div, out, fig_dir))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -204,3 +204,5 @@ def test_oracle_ablation_then_report(tmp_path, monkeypatch):
     text = out.read_text()
     assert "## Ablation: oracle" in text and "stackrl ablation oracle --games chicken --seeds 0" in text
     assert "q_learning: value (median)" in text
+    png = tmp_path / "figures" / "ablation_oracle.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and "figures/ablation_oracle.png" in text
