@@ -270,7 +270,7 @@ def run_atari_benchmark(
     load0 = os.getloadavg()[0]
     cfg = load_config(env, overrides)
     n_actors = actors or cfg.actor.num_actors
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     p = len(_spec_and_nets(cfg)[0].roles) - 1
     component_s = max(3.0, seconds / 2)
     raw = measure_raw_env(cfg, component_s, n_actors)

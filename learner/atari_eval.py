@@ -5,7 +5,7 @@ From `RUN_DIR/checkpoint.pt` (networks) and its embedded config:
 
 - per-price table: for every price p, the constant schedule (p in every phase), played by the
   contextual follower(s) with that schedule as context (`table` leader source): FIRE actions per
-  follower step (greedy actions) and the policy's probability mass on FIRE actions, the follower's
+  follower step (the actions played) and the policy's probability mass on FIRE actions, the follower's
   return and the leader's revenue;
 - the leader's greedy schedule (its answers on the K phases) and the revenue it earns (`policy`
   source: query phase, then committed play), against the best constant schedule;
@@ -15,8 +15,11 @@ From `RUN_DIR/checkpoint.pt` (networks) and its embedded config:
   table; near zero or negative: within that budget it best-responds at least as well as a
   dedicated learner.
 
-Every evaluation plays `episodes` games greedily (argmax actions) until each ended one episode,
-episodes cut at `max_episode_steps`; returns are raw game points (followers, net of shot costs)
+Every evaluation plays `episodes` games until each ended one episode, episodes cut at
+`max_episode_steps`; followers sample from their policies with a fixed seed (the policy as trained:
+a greedy Atari policy early in training often never fires and scores nothing, which says nothing
+about its demand for shots), or act greedily with `greedy=True` (`--greedy`); the leader is greedy;
+returns are raw game points (followers, net of shot costs)
 and raw revenue (leader).
 """
 
@@ -56,8 +59,11 @@ def rollout(
     follower_context: bool = True,
     seed: int = 4242,
     max_steps: int = 1_000_000,
+    greedy: bool = False,
 ) -> Rollout:
-    """Greedy play of every game of `env` until each finished one episode (its first)."""
+    """Play every game of `env` until each finished one episode (its first): followers sample from
+    their policies (seeded), or act greedily with `greedy`; the leader is always greedy."""
+    gen = torch.Generator().manual_seed(seed)
     env.set_leader_source(source, table)
     obs = env.reset(seed=seed)
     b = env.num_games
@@ -79,7 +85,10 @@ def rollout(
             if role != LEADER:
                 ctx = torch.as_tensor(obs.context if follower_context else np.zeros_like(obs.context))
             logits, _ = nets[role](torch.as_tensor(obs.obs[role]), ctx)
-            a = logits.argmax(-1)
+            if greedy or role == LEADER:
+                a = logits.argmax(-1)
+            else:
+                a = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(-1)
             actions[role] = a.numpy().astype(np.int64)
             if role != LEADER:
                 i = followers.index(role)
@@ -151,7 +160,6 @@ def train_scratch_followers(
     data["schedule"]["eval_interval_updates"] = 10**9
     data["schedule"]["checkpoint_interval_s"] = 10**9
     rcfg = ExperimentConfig.from_dict(data)
-    torch.set_num_threads(max(1, rcfg.learner.threads))
     learner = Learner(rcfg, None)
     learner._evaluate = lambda: None  # the final greedy evaluation is ours, below
     actor = Actor(rcfg, 0, endpoint=None)  # type: ignore[arg-type]
@@ -183,9 +191,12 @@ def run_eval(
     regret_steps: int = 20_000,
     max_episode_steps: int | None = None,
     seed: int = 4242,
+    greedy: bool = False,
 ) -> dict:
     """The whole report as a JSON-able dict (see the module docstring)."""
     cfg, state = load_run(Path(run_dir))
+    # One thread, like the actors: on a loaded 2-core machine more threads only wait on each other.
+    torch.set_num_threads(cfg.actor.threads)
     env = eval_env(cfg, episodes, max_episode_steps, seed)
     spec = env_spec(env)
     nets = build_networks(spec, cfg.model)
@@ -198,7 +209,7 @@ def run_eval(
 
     per_price = []
     for j, price in enumerate(prices):
-        r = rollout(env, nets, "table", np.full(k, j, np.int64), seed=seed)
+        r = rollout(env, nets, "table", np.full(k, j, np.int64), seed=seed, greedy=greedy)
         per_price.append(
             {
                 "price": price,
@@ -211,14 +222,15 @@ def run_eval(
         )
     best = max(range(len(prices)), key=lambda j: per_price[j]["revenue"])
     schedule = greedy_answers(env, nets[LEADER]).astype(np.int64)
-    led = rollout(env, nets, "policy", seed=seed)
-    contextual = rollout(env, nets, "table", schedule, follower_context=True, seed=seed)
+    led = rollout(env, nets, "policy", seed=seed, greedy=greedy)
+    contextual = rollout(env, nets, "table", schedule, follower_context=True, seed=seed, greedy=greedy)
 
     report: dict = {
         "run_dir": str(run_dir),
         "game": cfg.env.name,
         "followers": followers,
         "episodes": episodes,
+        "followers_act": "greedy" if greedy else "sampled",
         "max_episode_steps": env.base.max_episode_steps,
         "price_scale": cfg.env.price_scale,
         "env_steps_trained": int(state.get("env_steps", 0)),
@@ -236,7 +248,13 @@ def run_eval(
     if regret_steps > 0:
         scratch_nets, info = train_scratch_followers(cfg, schedule, regret_steps, max_episode_steps)
         scratch = rollout(
-            env, {**scratch_nets, LEADER: nets[LEADER]}, "table", schedule, follower_context=False, seed=seed
+            env,
+            {**scratch_nets, LEADER: nets[LEADER]},
+            "table",
+            schedule,
+            follower_context=False,
+            seed=seed,
+            greedy=greedy,
         )
         regrets = [s - c for s, c in zip(scratch.follower_returns, contextual.follower_returns)]
         report.update(
@@ -255,7 +273,7 @@ def run_eval(
 def format_report(r: dict) -> str:
     fs = r["followers"]
     lines = [
-        f"stackrl eval {r['run_dir']}: {r['game']}  ({r['episodes']} greedy episodes per schedule, cut at "
+        f"stackrl eval {r['run_dir']}: {r['game']}  ({r['episodes']} episodes per schedule, {r['followers_act']} followers, cut at "
         f"{r['max_episode_steps']} steps; trained {r['env_steps_trained']:,} agent steps; price_scale {r['price_scale']:g})",
         "constant-price schedules, contextual follower(s):",
         f"{'price':>6} "
