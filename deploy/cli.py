@@ -364,14 +364,19 @@ def bench_atari(
     help="Agent-step budget of the from-scratch follower behind the regret (0: skip regret).",
 )
 @click.option("--max-steps", type=int, default=2500, show_default=True, help="Cut evaluation episodes here.")
+@click.option("--greedy", is_flag=True, help="Followers act greedily (default: sample their policies).")
 @click.option("--json", "json_path", default=None, help="Write the report to this JSON file.")
-def eval_run(run_dir: str, episodes: int, regret_steps: int, max_steps: int, json_path: str | None) -> None:
+def eval_run(
+    run_dir: str, episodes: int, regret_steps: int, max_steps: int, greedy: bool, json_path: str | None
+) -> None:
     """Evaluate an Atari pricing run: per-price fire rates, leader vs constant prices, follower regret."""
     from stackrl.learner.atari_eval import format_report, run_eval
     from stackrl.learner.checkpoint import CheckpointError
 
     try:
-        report = run_eval(run_dir, episodes=episodes, regret_steps=regret_steps, max_episode_steps=max_steps)
+        report = run_eval(
+            run_dir, episodes=episodes, regret_steps=regret_steps, max_episode_steps=max_steps, greedy=greedy
+        )
     except (CheckpointError, ConfigError, ValueError) as e:
         _fail(str(e))
     click.echo(format_report(report))
