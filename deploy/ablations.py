@@ -72,16 +72,18 @@ def _cfg(
 
 
 def _same_run(cfg: ExperimentConfig, run_root: Path) -> Path | None:
-    """A finished run elsewhere under the ablation root with exactly this config (but its name/root):
-    serial runs are deterministic for a seed, so its result is reused instead of training again."""
+    """A finished run with exactly this config (its own run dir first, then any other under the
+    ablation root, ignoring name/root): serial runs are deterministic for a seed, so its result is
+    reused instead of training again (re-running an ablation with more seeds trains only the new ones)."""
     import yaml
 
     want = cfg.to_dict()
     for key in ("name", "run_root"):
         want.pop(key, None)
-    for res in sorted(run_root.glob(f"*/*/{cfg.name}/result.json")):
-        if res.parent == cfg.run_dir:
-            continue
+    own = cfg.run_dir / "result.json"
+    candidates = [own] if own.exists() else []
+    candidates += [r for r in sorted(run_root.glob(f"*/*/{cfg.name}/result.json")) if r != own]
+    for res in candidates:
         try:
             have = yaml.safe_load((res.parent / "config.yaml").read_text())
         except (OSError, yaml.YAMLError):
@@ -137,7 +139,7 @@ def run_ablation(
                     else:
                         res = run_serial(cfg, cfg.run_dir, progress=False)
                     row = _row_from_result(game, variant, seed, res)
-                    if same is not None:
+                    if same is not None and same != cfg.run_dir:
                         row["reused_from"] = str(same)
                 else:
                     from stackrl.learner.q_follower import run_oracle_leader
