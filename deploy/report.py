@@ -282,8 +282,12 @@ def _slug(s: str) -> str:
 
 def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
     cmd = collection_command(name, runs)
+    if not (Path(runs[0]["_collection_dir"]) / "command.txt").exists():
+        cmd_note = " (reconstructed from the finished runs found in the collection)"
+    else:
+        cmd_note = ""
     summary = summarise_runs(runs)
-    lines = [f"## Runs: `{name}`", "", f"Produced by: `{cmd}`", ""]
+    lines = [f"## Runs: `{name}`", "", f"Produced by: `{cmd}`{cmd_note}", ""]
     lines.append(
         _table(
             [
