@@ -185,6 +185,7 @@ def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
         exact = next(r["exact_value"] for r in runs if r["game"] == game)
         ax.axhline(exact, ls="--", color="k", lw=1, label="exact SSE")
         ax.set_xscale("symlog", linthresh=1e4)
+        ax.set_xlim(left=0)
         ax.set_title(game, fontsize=9)
         ax.set_xlabel("env steps", fontsize=8)
         ax.set_ylabel("leader value", fontsize=8)
@@ -411,6 +412,7 @@ def plot_ablation(ab: dict, path: Path) -> Path | None:
             label="exact SSE",
         )
         ax.set_xscale("symlog", linthresh=1e4)
+        ax.set_xlim(left=0)
         ax.set_title(game, fontsize=9)
         ax.set_xlabel("env steps", fontsize=8)
         ax.set_ylabel("leader value", fontsize=8)
