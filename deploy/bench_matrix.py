@@ -56,7 +56,12 @@ def _steps_to_value(history: list[dict], value: float) -> int | None:
     return first
 
 
-def run_one(cfg: ExperimentConfig, actors: int) -> dict:
+def run_one(cfg: ExperimentConfig, actors: int, reuse: bool = False) -> dict:
+    """Train one configuration; with `reuse`, a finished run with the same config is read back."""
+    result_path, config_path = cfg.run_dir / "result.json", cfg.run_dir / "config.yaml"
+    fresh = result_path.exists() and config_path.exists()
+    if reuse and fresh and config_path.read_text() == cfg.to_yaml(redact_secrets=True):
+        return json.loads(result_path.read_text())
     if actors > 0:
         from stackrl.deploy.launch import run_local
 
@@ -140,6 +145,7 @@ def run_matrix_benchmark(
     json_path: str | None,
     overrides: tuple[str, ...],
     run_root: str = "runs/bench_matrix",
+    reuse: bool = False,
 ) -> dict:
     names = list(BENCHMARK_GAMES) if games == "all" else [g for g in games.split(",") if g]
     entries: list[tuple[str, list | None]] = [(g, None) for g in names]
@@ -155,7 +161,7 @@ def run_matrix_benchmark(
                     cfg = matrix_config(
                         game, payoffs, method, seed, inner_outer_factor, actors, overrides, run_root
                     )
-                    res = run_one(cfg, actors)
+                    res = run_one(cfg, actors, reuse)
                     rows.append(
                         {
                             "game": game,

@@ -124,9 +124,7 @@ def train(
 
     `stackrl train --resume runs/<name>` continues an interrupted run from its checkpoint."""
     if resume_dir is not None:
-        if experiment is not None or any(
-            v for v in (payoffs, seed, method, actors, name, overrides, serial)
-        ):
+        if experiment is not None or any(v for v in (payoffs, seed, method, actors, name, overrides, serial)):
             _fail("--resume takes the run's own config: give no EXPERIMENT or other run options")
         from stackrl.deploy.launch import resume_config
         from stackrl.learner.checkpoint import CheckpointError
@@ -150,7 +148,6 @@ def train(
         result = run_serial(cfg, run_dir, progress=not no_progress)
     else:
         from stackrl.deploy.launch import LaunchError, run_local
-
         from stackrl.learner.checkpoint import CheckpointError
 
         try:
@@ -182,6 +179,10 @@ def bench() -> None:
 )
 @click.option("--json", "json_path", default=None, help="Write the rows to this JSON file.")
 @click.option("--set", "overrides", multiple=True, help="Config override applied to every run.")
+@click.option("--run-root", default="runs/bench_matrix", show_default=True, help="Where the runs go.")
+@click.option(
+    "--reuse", is_flag=True, help="Read back finished runs whose config is unchanged (resume a benchmark)."
+)
 def bench_matrix(
     games: str,
     seeds: str,
@@ -191,11 +192,15 @@ def bench_matrix(
     inner_outer_factor: float,
     json_path: str | None,
     overrides: tuple[str, ...],
+    run_root: str,
+    reuse: bool,
 ) -> None:
     """All iterated matrix games x seeds x {meta, inner_outer}: exact vs achieved value, steps, time."""
     from stackrl.deploy.bench_matrix import run_matrix_benchmark
 
-    run_matrix_benchmark(games, seeds, methods, payoff_sets, actors, inner_outer_factor, json_path, overrides)
+    run_matrix_benchmark(
+        games, seeds, methods, payoff_sets, actors, inner_outer_factor, json_path, overrides, run_root, reuse
+    )
 
 
 @main.command()
@@ -423,7 +428,9 @@ def divergence(game: str, budget: int, seeds: str, out: str) -> None:
 
 @main.command("ablation")
 @click.argument("name", type=click.Choice(["queries", "invariance", "oracle"]))
-@click.option("--games", default="prisoners_dilemma,chicken,deadlock", show_default=True, help="Comma-separated games.")
+@click.option(
+    "--games", default="prisoners_dilemma,chicken,deadlock", show_default=True, help="Comma-separated games."
+)
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--out", default="runs/ablations", show_default=True, help="Run root (writes <out>/<name>/).")
 @click.option("--set", "overrides", multiple=True, help="Config override applied to every training run.")
@@ -433,16 +440,20 @@ def ablation(name: str, games: str, seeds: str, out: str, overrides: tuple[str, 
 
     game_list = [g for g in games.split(",") if g]
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    command = f"stackrl ablation {name} --games {games} --seeds {seeds}" + (
-        f" --out {out}" if out != "runs/ablations" else ""
-    ) + "".join(f" --set {o}" for o in overrides)
+    command = (
+        f"stackrl ablation {name} --games {games} --seeds {seeds}"
+        + (f" --out {out}" if out != "runs/ablations" else "")
+        + "".join(f" --set {o}" for o in overrides)
+    )
     try:
         res = run_ablation(name, game_list, seed_list, out, overrides, command)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
     for r in res["rows"]:
-        click.echo(f"{r['game']:18s} {r['variant']:22s} seed {r['seed']}: value {r['leader_value']:g} "
-                   f"exact {r['exact_value']:g} gap {r['gap']:g}")
+        click.echo(
+            f"{r['game']:18s} {r['variant']:22s} seed {r['seed']}: value {r['leader_value']:g} "
+            f"exact {r['exact_value']:g} gap {r['gap']:g}"
+        )
 
 
 if __name__ == "__main__":
