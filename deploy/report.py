@@ -476,6 +476,18 @@ def ablation_section(ab: dict, out: Path | None = None, fig_dir: Path | None = N
             ]
         )
     lines += [_table(total[0], trows), ""]
+    above = sorted({f"{r['game']} ({r['variant']}, seed {r['seed']})" for r in rows if r["gap"] < -1e-9})
+    if above:
+        lines += [
+            "Negative gap (value above the strong Stackelberg value): "
+            + ", ".join(above)
+            + ". No committed leader policy can earn more than the SSE value against a best-responding follower, "
+            "so in these runs the follower is not best-responding to what the leader plays: the leader's play "
+            "differs from the answers the follower conditioned on (with observed queries and commit=false it can "
+            "tell query steps from play steps and answer one way while playing another, i.e. deceive the "
+            "follower). This is the failure the invariant (hidden-query) leader rules out.",
+            "",
+        ]
     reused = sorted({r["reused_from"] for r in rows if r.get("reused_from")})
     if reused:
         lines += [

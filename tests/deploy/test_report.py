@@ -89,6 +89,16 @@ def _fake_runs(root):
                         "env_steps_total": 1000,
                         "wall_seconds": 1.0,
                     },
+                    {
+                        "game": "deadlock",
+                        "variant": "observed",
+                        "seed": 0,
+                        "exact_value": 30.0,
+                        "leader_value": 35.0,
+                        "gap": -5.0,
+                        "env_steps_total": 1000,
+                        "wall_seconds": 1.0,
+                    },
                 ],
             }
         )
@@ -167,6 +177,7 @@ def test_report_writes_numbers_and_pngs(tmp_path):
         "5.5",
         "stackrl divergence --game chicken --budget 100",
         "11111",
+        "Negative gap (value above the strong Stackelberg value): deadlock (observed, seed 0)",
         f"stackrl report --runs {runs}",
     ]:
         assert needle in text, needle
