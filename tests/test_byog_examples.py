@@ -78,14 +78,11 @@ def test_rps_pretrained_follower_best_responds_to_the_leader(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured: the full preset ends at leader value 0 (exact -10): after 150k pretraining steps "
-    "the contextual follower still misplays a few of the 81 leader tables and the leader finds them; "
-    "fine-tuning for 80k steps does not close it",
-    strict=False,
-)
 def test_rps_preset_learns_the_exact_stackelberg_value(tmp_path):
-    """The whole rps preset (pretraining, then the leader with follower fine-tuning)."""
+    """The whole rps preset. Known to fail today (open work, see docs/byog.md): every leader table
+    is worth -10 because the follower can always win, so the leader finds any table the
+    contextual follower still misplays; measured 0 with this preset and -2 with 300k pretraining
+    steps, a frozen follower and the matrix-game settings."""
     result = run_serial(preset("rps"), tmp_path, progress=False)
     assert result["leader_value"] == rps_solution().value
 
