@@ -31,7 +31,9 @@ from stackrl.trajectory import Trajectory
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+# UNAVAILABLE: not reachable (yet, or any more); CANCELLED: the learner's server went down while the
+# call was in flight (a crash or a restart), which the client never does to its own calls.
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 _MAX_BACKOFF_S = 5.0
 
 

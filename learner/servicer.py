@@ -12,6 +12,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -117,9 +118,10 @@ class LearnerServicer(rpc.LearnerServicer):
     def PushTrajectories(self, request_iterator, context: grpc.ServicerContext):
         """Receive one unroll; queue it only once the client stream completed and every message passed
         validation, so a killed actor's half-sent unroll never reaches a batch."""
-        trajs, nbytes = [], 0
+        trajs, nbytes, received = [], 0, 0
         try:
             for msg in request_iterator:
+                received += 1
                 nbytes += msg.ByteSize()
                 if len(trajs) >= len(self._s.specs):
                     raise codec.CodecError(
@@ -136,6 +138,10 @@ class LearnerServicer(rpc.LearnerServicer):
         except _Ahead as e:
             self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except ValueError as e:  # CodecError is a ValueError, as are Trajectory.validate's errors
+            if not received and _call_dies(context):
+                # gRPC failed the call (e.g. a message over a size limit) and ended the request
+                # stream early: nothing was received, nothing to judge.
+                return codec.push_reply(0, done=False)
             self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except grpc.RpcError:  # the client went away mid-stream: drop what it sent
             log.info("an actor's push was cut off after %d trajectories; discarded", len(trajs))
@@ -181,6 +187,17 @@ class LearnerServicer(rpc.LearnerServicer):
 
     def Status(self, request, context: grpc.ServicerContext):
         return codec.status_reply(self._s.status())
+
+
+def _call_dies(context: grpc.ServicerContext, wait_s: float = 0.2) -> bool:
+    """Whether the call is (or within `wait_s` becomes) inactive: a client whose message failed its own
+    or our size limit ends the stream with no message and cancels the call."""
+    deadline = time.monotonic() + wait_s
+    while context.is_active():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 # Bounds on received values: far beyond anything an environment produces, small enough that
