@@ -352,7 +352,7 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
             elif io["steps_to_exact"] == MISS:
                 ratio = f">{io['env_steps'] / m['steps_to_exact']:.1f}"
             else:
-                ratio = f"{io['steps_to_exact'] / m['steps_to_exact']:.1f}"
+                ratio = f"{io['steps_to_exact'] / m['steps_to_exact']:.2g}"
             ratio_rows.append([g, m["steps_to_exact"], io["steps_to_exact"], ratio])
         lines += [
             _table(
