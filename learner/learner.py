@@ -324,7 +324,21 @@ class Learner:
         if self.exact is not None:
             out["exact_value"] = self.exact.value
             out["gap"] = self.exact.value - res.leader_value
+            out["leader_value_vs_best_response"] = self._value_against_best_response(res.leader_answers)
         return out
+
+    def _value_against_best_response(self, answers: list[int]) -> float | None:
+        """The greedy commitment's value when the follower strongly best-responds (exact solver).
+
+        Separates leader errors from follower errors: above `exact_value` is impossible here, so a
+        `leader_value` above it means the learned follower failed to best-respond."""
+        from stackrl.envs.matrix_games import resolve_game
+        from stackrl.envs.solver import leader_value_of
+
+        payoffs, length = resolve_game(self.cfg.env.name, self.cfg.env.payoffs, self.cfg.env.episode_length)
+        if len(answers) != payoffs.shape[0] * payoffs.shape[1] + 1:
+            return None
+        return leader_value_of(payoffs, length, answers)[0]
 
     def write_result(self) -> dict:
         out = self.result()
