@@ -48,7 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # a real ~1 minute training run
+# A real ~1 minute training run with a killed actor: part of CI (issue 6).
 def test_killed_actor_is_restarted_and_the_run_finishes_exactly(tmp_path):
     log = tmp_path / "train.log"
     with open(log, "w") as err:

@@ -38,7 +38,7 @@ def _scalar_steps(tb_dir: Path, tag: str) -> list[int]:
     return [e.step for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
 
 
-@pytest.mark.slow  # a real ~1 minute training run, killed and resumed
+# A real ~1 minute training run, killed and resumed: part of CI (issue 6).
 def test_killed_run_resumes_and_finishes_with_the_exact_value(tmp_path):
     run = tmp_path / "runs" / "res"
     proc = _train(
