@@ -35,7 +35,9 @@ def make_env(cfg: EnvConfig, seed: int = 0) -> BatchedMultiAgentEnv:
         from stackrl.envs.atari_pricing import make_atari_pricing  # optional dependency
 
         return make_atari_pricing(cfg, seed)
-    raise ValueError(f"env.name: unknown game {cfg.name!r}; known: {', '.join([*GAMES, *ATARI_GAMES, 'pettingzoo'])}")
+    raise ValueError(
+        f"env.name: unknown game {cfg.name!r}; known: {', '.join([*GAMES, *ATARI_GAMES, 'pettingzoo'])}"
+    )
 
 
 def resolve_tie_break(cfg: EnvConfig) -> float:

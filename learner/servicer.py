@@ -259,7 +259,9 @@ def check_values(t: Trajectory, env: EnvSpec) -> None:
         raise codec.CodecError(f"trajectory field 'env_steps': {t.env_steps} > T*B = {spec_t * spec_b}")
 
 
-def _check_unroll(trajs: list[Trajectory], env: EnvSpec | None = None, latest: Broadcast | None = None) -> None:
+def _check_unroll(
+    trajs: list[Trajectory], env: EnvSpec | None = None, latest: Broadcast | None = None
+) -> None:
     if not trajs:
         raise codec.CodecError("an unroll needs at least one trajectory")
     roles = [t.role for t in trajs]
@@ -274,7 +276,9 @@ def _check_unroll(trajs: list[Trajectory], env: EnvSpec | None = None, latest: B
         return
     phase = trajs[0].phase_id
     if phase > latest.phase_id:
-        raise _Ahead(f"trajectory field 'phase_id': {phase} is ahead of the learner's phase {latest.phase_id}")
+        raise _Ahead(
+            f"trajectory field 'phase_id': {phase} is ahead of the learner's phase {latest.phase_id}"
+        )
     for t in trajs:
         current = latest.versions.get(t.role, 0)
         if t.version > current:

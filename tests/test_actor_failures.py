@@ -124,7 +124,10 @@ def _cfg(port: int, run_root: Path) -> ExperimentConfig:
             "run_root": str(run_root),
             "env": {"name": "stag_hunt", "num_games": 8},
             "actor": {"unroll_length": 10, "connect_deadline_s": 30},
-            "schedule": {"phases": [{"kind": "pretrain", "env_steps": 10**9}], "checkpoint_interval_updates": 4},
+            "schedule": {
+                "phases": [{"kind": "pretrain", "env_steps": 10**9}],
+                "checkpoint_interval_updates": 4,
+            },
             "server": {"port": port},
         }
     )
@@ -179,7 +182,10 @@ def test_actor_reconnects_to_a_restarted_learner_and_acts_on_its_weights(tmp_pat
         # It acted on the restored learner's weights: every version it reported is one this learner
         # published, none from the lost tail of the crashed learner.
         per_actor = second.stats.per_actor
-        assert per_actor and all(a["max_version"]["follower_0"] <= second.learner.versions["follower_0"] for a in per_actor.values())
+        assert per_actor and all(
+            a["max_version"]["follower_0"] <= second.learner.versions["follower_0"]
+            for a in per_actor.values()
+        )
         assert second.learner.env_steps > 0
     finally:
         second.stop()
@@ -207,7 +213,9 @@ def test_supervisor_restarts_with_backoff_up_to_a_cap_and_never_restarts_a_refus
 
     monkeypatch.setattr(launch, "_actor_process", lambda address, token, deadline, name: _FakeProc(name))
     caplog.set_level(logging.WARNING)
-    sup = launch.ActorSupervisor("127.0.0.1:1", "t", 2, 5.0, max_restarts=2, base_delay_s=0.1, max_delay_s=1.0)
+    sup = launch.ActorSupervisor(
+        "127.0.0.1:1", "t", 2, 5.0, max_restarts=2, base_delay_s=0.1, max_delay_s=1.0
+    )
     sup.check()  # all running: nothing happens
     first = sup.procs[0]
     first.exitcode = -9

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from stackrl.learner.checkpoint import load_checkpoint
 
 CLI = [sys.executable, "-m", "stackrl.deploy.cli"]
@@ -101,7 +100,9 @@ def test_killed_run_resumes_and_finishes_with_the_exact_value(tmp_path):
         assert tb_steps == sorted(tb_steps), tag
         assert tb_steps[0] < ckpt_steps < tb_steps[-1], tag
         assert tb_steps[-1] >= 120_000 + 60_000
-    assert [p["env_steps"] for p in ckpt_history] == [s for s in _scalar_steps(tb, "eval/leader_value") if s <= ckpt_steps]
+    assert [p["env_steps"] for p in ckpt_history] == [
+        s for s in _scalar_steps(tb, "eval/leader_value") if s <= ckpt_steps
+    ]
 
 
 def test_resume_of_a_corrupt_checkpoint_is_a_one_line_error(tmp_path):
@@ -109,12 +110,17 @@ def test_resume_of_a_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     run.mkdir(parents=True)
     (run / "config.yaml").write_text("name: bad\nenv: {name: stag_hunt}\n")
     (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
-    proc = subprocess.run([*CLI, "train", "--resume", str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*CLI, "train", "--resume", str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "corrupt" in proc.stderr and "Traceback" not in proc.stderr
 
     missing = subprocess.run(
-        [*CLI, "train", "--resume", str(tmp_path / "runs" / "nope")], cwd=tmp_path, capture_output=True, text=True
+        [*CLI, "train", "--resume", str(tmp_path / "runs" / "nope")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope" in missing.stderr

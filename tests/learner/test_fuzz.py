@@ -4,6 +4,7 @@ and a well-behaved actor trains afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -81,13 +82,19 @@ def mutations(rng: random.Random) -> list:
             out.append(lambda m, n=name, d=dt: _other_dtype(getattr(m, n), d))
         out += [
             lambda m, n=name: getattr(m, n).shape.append(1),
-            lambda m, n=name: getattr(m, n).shape.pop() if len(getattr(m, n).shape) else getattr(m, n).shape.append(3),
+            lambda m, n=name: (
+                getattr(m, n).shape.pop() if len(getattr(m, n).shape) else getattr(m, n).shape.append(3)
+            ),
             lambda m, n=name: getattr(m, n).shape.__setitem__(0, getattr(m, n).shape[0] + 1),
             lambda m, n=name: getattr(m, n).shape.__setitem__(0, -1),
             lambda m, n=name: getattr(m, n).shape.extend([2**40, 2**40]),
             lambda m, n=name: getattr(m, n).shape.__setitem__(0, 2**62),
-            lambda m, n=name: setattr(getattr(m, n), "data", getattr(m, n).data[: len(getattr(m, n).data) // 2]),
-            lambda m, n=name: setattr(getattr(m, n), "data", getattr(m, n).data[:-1] if getattr(m, n).data else b"x"),
+            lambda m, n=name: setattr(
+                getattr(m, n), "data", getattr(m, n).data[: len(getattr(m, n).data) // 2]
+            ),
+            lambda m, n=name: setattr(
+                getattr(m, n), "data", getattr(m, n).data[:-1] if getattr(m, n).data else b"x"
+            ),
             lambda m, n=name: setattr(getattr(m, n), "data", getattr(m, n).data + b"\x00\x01"),
             lambda m, n=name: setattr(getattr(m, n), "compression", 1),  # says zlib, is not
             lambda m, n=name: setattr(getattr(m, n), "compression", 7),
@@ -101,7 +108,9 @@ def mutations(rng: random.Random) -> list:
             ]
     for name in FLOATS:
         for bad in (np.nan, np.inf, -np.inf, 1e30, -3e38):
-            out.append(lambda m, n=name, b=bad: _set_values(m, n, lambda a: a.__setitem__(rng.randrange(a.size), b)))
+            out.append(
+                lambda m, n=name, b=bad: _set_values(m, n, lambda a: a.__setitem__(rng.randrange(a.size), b))
+            )
     out += [
         lambda m: _set_values(m, "logp", lambda a: a.__setitem__(0, 5.0)),  # log-probability > 0
         lambda m: _set_values(m, "obs", lambda a: a.__setitem__(rng.randrange(a.size), 10**12)),
@@ -146,7 +155,9 @@ def test_fuzzed_messages_are_all_refused_and_the_learner_keeps_training():
     thread = threading.Thread(target=server.run, kwargs={"progress": False}, daemon=True)
     thread.start()
     rng, nrng = random.Random(0), np.random.default_rng(0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[("grpc.max_send_message_length", 64 << 20)])
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{server.port}", options=[("grpc.max_send_message_length", 64 << 20)]
+    )
     stub, raw = rpc.LearnerStub(channel), raw_push(channel)
     status = lambda: codec.decode_status(stub.Status(codec.status_request(), timeout=10))  # noqa: E731
     t0 = time.monotonic()
@@ -172,16 +183,15 @@ def test_fuzzed_messages_are_all_refused_and_the_learner_keeps_training():
             for mutate in muts:
                 msg = valid_msg(cfg, nrng)
                 mutate(msg)
-                expect_refused(lambda: stub.PushTrajectories(iter([msg]), timeout=10))
+                expect_refused(lambda m=msg: stub.PushTrajectories(iter([m]), timeout=10))
         # 2) Random combinations of 2-4 mutations.
         for _ in range(300):
             msg = valid_msg(cfg, nrng)
             for mutate in rng.sample(muts, rng.randint(2, 4)):
-                try:
+                # An earlier mutation may have made this one impossible to apply.
+                with contextlib.suppress(ValueError, IndexError, TypeError, OverflowError, codec.CodecError):
                     mutate(msg)
-                except (ValueError, IndexError, TypeError, OverflowError, codec.CodecError):
-                    pass  # an earlier mutation made this one impossible to apply
-            expect_refused(lambda: stub.PushTrajectories(iter([msg]), timeout=10))
+            expect_refused(lambda m=msg: stub.PushTrajectories(iter([m]), timeout=10))
         # 3) Stream-level: empty, repeated, too many, and a valid message followed by a bad one (the
         #    valid half must not be queued).
         good = valid_msg(cfg, nrng)
@@ -192,7 +202,11 @@ def test_fuzzed_messages_are_all_refused_and_the_learner_keeps_training():
         # 4) Random bytes, and random prefixes of a valid message (truncated tensors), sent raw.
         good_bytes = good.SerializeToString()
         for i in range(200):
-            data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 400))) if i % 2 else good_bytes[: rng.randrange(0, len(good_bytes) - 1)]
+            data = (
+                bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 400)))
+                if i % 2
+                else good_bytes[: rng.randrange(0, len(good_bytes) - 1)]
+            )
             expect_refused(lambda d=data: raw(iter([d]), timeout=10))
         # 5) Oversized: beyond the 4 MB message limit.
         big = valid_msg(cfg, nrng)

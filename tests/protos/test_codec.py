@@ -136,7 +136,16 @@ def test_trajectory_round_trip_with_spec(unroll):
 
 
 def test_every_spec_field_is_a_named_message_field():
-    assert set(codec.ARRAY_FIELDS) == {"obs", "context", "elapsed", "actions", "logp", "rewards", "dones", "valid"}
+    assert set(codec.ARRAY_FIELDS) == {
+        "obs",
+        "context",
+        "elapsed",
+        "actions",
+        "logp",
+        "rewards",
+        "dones",
+        "valid",
+    }
 
 
 @pytest.mark.parametrize(
