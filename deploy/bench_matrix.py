@@ -17,6 +17,7 @@ import click
 from stackrl.config import ExperimentConfig, apply_overrides
 from stackrl.deploy.presets import load_experiment
 from stackrl.envs.matrix_games import BENCHMARK_GAMES
+from stackrl.learner.learner import steps_to_value
 
 
 def matrix_config(
@@ -43,17 +44,6 @@ def matrix_config(
         data["schedule"]["phases"][0]["env_steps"] = int(factor * meta_budget)
     data = apply_overrides(data, list(overrides))
     return ExperimentConfig.from_dict(data)
-
-
-def _steps_to_value(history: list[dict], value: float) -> int | None:
-    """Env steps at the first evaluation from which the leader value stayed at `value`."""
-    first = None
-    for point in history:
-        if abs(point["leader_value"] - value) < 1e-6:
-            first = point["env_steps"] if first is None else first
-        else:
-            first = None
-    return first
 
 
 def run_one(cfg: ExperimentConfig, actors: int, reuse: bool = False) -> dict:
@@ -173,7 +163,7 @@ def run_matrix_benchmark(
                             "gap": res["gap"],
                             "leader_answers": res["leader_answers"],
                             "steps_to_final": res["steps_to_final"],
-                            "steps_to_exact": _steps_to_value(res["eval_history"], res["exact_value"]),
+                            "steps_to_exact": steps_to_value(res["eval_history"], res["exact_value"]),
                             "env_steps": res["env_steps"],
                             "env_steps_total": res["env_steps"]["total"],
                             "wall_seconds": res["wall_seconds"],

@@ -20,18 +20,9 @@ import os
 import statistics
 from pathlib import Path
 
+from stackrl.learner.learner import steps_to_value
+
 MISS = float("inf")
-
-
-def steps_to_value(history: list[dict], value: float) -> int | None:
-    """Env steps at the first evaluation from which the leader value stayed at `value` (None: never)."""
-    first = None
-    for point in history:
-        if abs(point["leader_value"] - value) < 1e-6:
-            first = point["env_steps"] if first is None else first
-        else:
-            first = None
-    return first
 
 
 def _fmt(x, nd: int = 3) -> str:

@@ -466,15 +466,20 @@ class Learner:
         self.metrics.close()
 
 
+def steps_to_value(history: list[dict], value: float) -> int | None:
+    """Env steps at the first evaluation from which the leader value stayed at `value` (None: never)."""
+    first = None
+    for point in history:
+        if math.isclose(point["leader_value"], value, abs_tol=1e-6):
+            first = int(point["env_steps"]) if first is None else first
+        else:
+            first = None
+    return first
+
+
 def steps_to_final(history: list[dict]) -> int | None:
     """Env steps at the first evaluation from which the leader value never changed again."""
-    if not history:
-        return None
-    final = history[-1]["leader_value"]
-    first = len(history) - 1
-    while first > 0 and math.isclose(history[first - 1]["leader_value"], final, abs_tol=1e-6):
-        first -= 1
-    return int(history[first]["env_steps"])
+    return steps_to_value(history, history[-1]["leader_value"]) if history else None
 
 
 def _numpy_rng_state() -> dict:
