@@ -448,11 +448,8 @@ class Learner:
         path = Path(path) if path else self.run_dir / "checkpoint.pt"
         self.restore(path)
         if self.run_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.metrics.close()
-            # Metrics takes no purge_step; give it a writer that has one (same log dir).
-            self.metrics._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps)
+            self.metrics = Metrics(self.run_dir / "tb", purge_step=self.env_steps)
         self._last_checkpoint = time.time()
         log.info(
             "resumed from %s at %d env steps (%d updates, phase %d)",

@@ -8,13 +8,15 @@ from pathlib import Path
 class Metrics:
     """Writes scalars to TensorBoard (if a log dir is given) and remembers the latest values."""
 
-    def __init__(self, log_dir: Path | None):
+    def __init__(self, log_dir: Path | None, purge_step: int | None = None):
+        """`purge_step`: when resuming, drop events an interrupted run logged at or after this step,
+        so curves continue from the checkpoint instead of overlapping."""
         self.latest: dict[str, float] = {}
         self._writer = None
         if log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(log_dir))
+            self._writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.latest[tag] = float(value)
