@@ -86,7 +86,7 @@ def summarise(rows: list[dict], factor: float) -> list[dict]:
             elif io == float("inf"):
                 line["ratio"] = f">{line['inner_outer_budget'] / m:.1f}"
             else:
-                line["ratio"] = round(io / m, 1)
+                line["ratio"] = round(io / m, 2)
         out.append(line)
     return out
 
