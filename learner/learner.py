@@ -449,7 +449,9 @@ class Learner:
         self.restore(path)
         if self.run_dir is not None:
             self.metrics.close()
-            self.metrics = Metrics(self.run_dir / "tb", purge_step=self.env_steps)
+            # TensorBoard drops events with step >= purge_step; those logged at exactly the
+            # checkpoint's step (e.g. the evaluation that preceded it) belong to the checkpoint.
+            self.metrics = Metrics(self.run_dir / "tb", purge_step=self.env_steps + 1)
         self._last_checkpoint = time.time()
         log.info(
             "resumed from %s at %d env steps (%d updates, phase %d)",
