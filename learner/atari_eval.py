@@ -36,7 +36,7 @@ from stackrl.envs.base import LEADER
 from stackrl.envs.factory import ATARI_GAMES, env_spec, make_stackelberg_env
 from stackrl.envs.query_phase import StackelbergEnv
 from stackrl.learner.checkpoint import load_checkpoint
-from stackrl.learner.evaluation import greedy_answers
+from stackrl.learner.evaluation import greedy_answers, record_first_episodes
 from stackrl.learner.models import PolicyNet, build_networks
 
 
@@ -99,11 +99,7 @@ def rollout(
         in_play = obs.acting[followers[0]] & live
         steps[in_play] += 1
         step = env.step(actions)
-        ended = np.flatnonzero(step.dones)
-        first = ~finished[ended]
-        for i, role in enumerate(env.roles):
-            returns[ended[first], i] = step.episode_returns[role][first]
-        finished |= step.dones
+        record_first_episodes(step, env.roles, finished, returns)
         obs = step.obs
         if finished.all():
             break

@@ -24,6 +24,18 @@ class EvalResult:
     episodes: int
 
 
+def record_first_episodes(step, roles: tuple[str, ...], finished: np.ndarray, returns: np.ndarray) -> None:
+    """Store the raw returns [B, R] of games whose first episode ended with `step`; mark them finished.
+
+    `step.episode_returns` are raw payoff sums (no tie-break shaping), one entry per game that ended.
+    """
+    ended = np.flatnonzero(step.dones)
+    first = ~finished[ended]
+    for i, role in enumerate(roles):
+        returns[ended[first], i] = step.episode_returns[role][first]
+    finished |= step.dones
+
+
 @torch.no_grad()
 def greedy_answers(env: StackelbergEnv, leader: PolicyNet, device: torch.device | str = "cpu") -> np.ndarray:
     """[K] the leader's greedy answers on the query set (as it sees them in query steps)."""
@@ -62,12 +74,7 @@ def evaluate(
             logits, _ = nets[role](torch.as_tensor(obs.obs[role], device=device), ctx)
             actions[role] = logits.argmax(-1).cpu().numpy().astype(np.int64)
         step = env.step(actions)
-        # episode_returns are raw payoff sums (no tie-break shaping), one entry per game that ended.
-        ended = np.flatnonzero(step.dones)
-        first = ~finished[ended]
-        for i, role in enumerate(env.roles):
-            returns[ended[first], i] = step.episode_returns[role][first]
-        finished |= step.dones
+        record_first_episodes(step, env.roles, finished, returns)
         obs = step.obs
         if finished.all():
             break
