@@ -84,7 +84,9 @@ def summarise(rows: list[dict], factor: float) -> list[dict]:
             if m in (None, float("inf")):
                 line["ratio"] = None
             elif io == float("inf"):
-                line["ratio"] = f">{line['inner_outer_budget'] / m:.1f}"
+                # Missed within its configured budget (spent, or stopped early with a frozen leader
+                # that could not move again): at least factor x meta's budget.
+                line["ratio"] = f">{factor * line['meta_budget'] / m:.1f}"
             else:
                 line["ratio"] = round(io / m, 2)
         out.append(line)

@@ -64,7 +64,7 @@ def test_summary_ratio_marks_misses():
         },
     ]
     (line,) = summarise(rows, 10.0)
-    assert line["ratio"] == ">20.0"
+    assert line["ratio"] == ">20.0"  # 10 x meta's 2000-step budget / meta's 1000 steps to exact
     rows[1].update(leader_value=1.0, gap=0.0, steps_to_exact=15000)
     (line,) = summarise(rows, 10.0)
     assert line["ratio"] == 15.0
