@@ -175,15 +175,8 @@ def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
             seen.add(m)
         exact = next(r["exact_value"] for r in runs if r["game"] == game)
         ax.axhline(exact, ls="--", color="k", lw=1, label="exact SSE")
-        ax.set_xscale("symlog", linthresh=1e4)
-        ax.set_xlim(left=0)
-        ax.set_title(game, fontsize=9)
-        ax.set_xlabel("env steps", fontsize=8)
-        ax.set_ylabel("leader value", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(games) :]:
-        ax.axis("off")
+        _style_curve_axis(ax, game)
+    _hide_unused(axes, len(games))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -402,15 +395,8 @@ def plot_ablation(ab: dict, path: Path) -> Path | None:
             lw=1,
             label="exact SSE",
         )
-        ax.set_xscale("symlog", linthresh=1e4)
-        ax.set_xlim(left=0)
-        ax.set_title(game, fontsize=9)
-        ax.set_xlabel("env steps", fontsize=8)
-        ax.set_ylabel("leader value", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(games) :]:
-        ax.axis("off")
+        _style_curve_axis(ax, game)
+    _hide_unused(axes, len(games))
     fig.suptitle(f"ablation {ab['ablation']}: leader value vs env steps", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -566,3 +552,19 @@ def generate(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts).rstrip() + "\n")
     return out
+
+
+def _style_curve_axis(ax, game: str) -> None:
+    """Shared look of a learning-curve panel: log-ish step axis, labels, legend."""
+    ax.set_xscale("symlog", linthresh=1e4)
+    ax.set_xlim(left=0)
+    ax.set_title(game, fontsize=9)
+    ax.set_xlabel("env steps", fontsize=8)
+    ax.set_ylabel("leader value", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6)
+
+
+def _hide_unused(axes, used: int) -> None:
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
