@@ -78,6 +78,10 @@ class EnvConfig:
     """probe: sha256 the probe set must have (`python -m stackrl.envs.probe <preset>` prints it)."""
     frame_skip: int = 1
     """PettingZoo games: env steps per agent step (actions repeated, rewards summed)."""
+    follower_last_action: bool = False
+    """PettingZoo games with Discrete follower observations: each follower also observes its own
+    previous action (perfect recall). Use it when the leader reacts to the follower's moves but the
+    follower's own observation omits them (rps_v2): the follower's problem becomes Markov."""
 
     def validate(self) -> None:
         _require(self.num_games >= 1, "env.num_games", f"must be >= 1, got {self.num_games}")

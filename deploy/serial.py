@@ -21,7 +21,7 @@ def run_serial(cfg: ExperimentConfig, run_dir: Path | None = None, progress: boo
     torch.set_num_threads(cfg.learner.threads)
     learner = Learner(cfg, run_dir)
     transport = InProcessTransport(cfg.learner.queue_size)
-    actors = [Actor(cfg, i, transport.actor()) for i in range(cfg.actor.num_actors)]
+    actors = [Actor(learner.cfg, i, transport.actor()) for i in range(cfg.actor.num_actors)]
     transport.publish(learner.broadcast())
     for actor in actors:
         actor.wait_for_broadcast(1.0)

@@ -133,6 +133,8 @@ class PettingZooBatch:
         probe_size, probe_seed, probe_steps: K, the rollout seed, and the most rollout steps.
         probe_path, probe_hash: where the probe set is stored / the hash it must have (envs/probe.py).
         frame_skip: each agent step repeats the actions this many env steps, rewards summed.
+        follower_last_action: followers with a Discrete observation `o` in [0, n) see
+            `o + n * (a + 1)` in [0, n * (A + 1)), `a` their previous action (-1 at an episode's start).
         seed: seeds the games of the first `reset(None)`.
     """
 
@@ -149,6 +151,7 @@ class PettingZooBatch:
         probe_path: str | None = None,
         probe_hash: str | None = None,
         frame_skip: int = 1,
+        follower_last_action: bool = False,
         seed: int = 0,
     ):
         if num_games < 1:
@@ -170,7 +173,6 @@ class PettingZooBatch:
         self.conv = {
             r: ObsConverter(g.observation_space(a), num_games) for a, r in zip(self.agents, self.roles)
         }
-        self.observation_spaces = {r: c.space for r, c in self.conv.items()}
         self.action_spaces: dict[str, Discrete] = {}
         self._action_start: dict[str, int] = {}
         for a, r in zip(self.agents, self.roles):
@@ -179,6 +181,19 @@ class PettingZooBatch:
                 raise ValueError(f"agent {a!r}: action space {sp} is not Discrete")
             self.action_spaces[r] = Discrete(int(sp.n))
             self._action_start[r] = int(getattr(sp, "start", 0))
+        self.observation_spaces = {r: c.space for r, c in self.conv.items()}
+        # Followers that recall their own previous action: role -> n (their raw observation count).
+        self._recall: dict[str, int] = {}
+        if follower_last_action:
+            for r in self.roles[1:]:
+                sp = self.observation_spaces[r]
+                if not isinstance(sp, Discrete):
+                    raise ValueError(
+                        f"env.follower_last_action needs Discrete follower observations; {r} has {sp}"
+                    )
+                self._recall[r] = sp.n
+                self.observation_spaces[r] = Discrete(sp.n * (self.action_spaces[r].n + 1))
+        self._last_action = {r: np.full(num_games, -1, np.int64) for r in self._recall}
         self._obs = {r: np.zeros((num_games, *s.shape), s.dtype) for r, s in self.observation_spaces.items()}
         self._t = np.zeros(num_games, np.int64)
         self._last_raw: dict[str, list[Any]] = {r: [None] * num_games for r in self.roles}
@@ -253,6 +268,8 @@ class PettingZooBatch:
                 self._last_raw[r][i] = obs[a]
         for r in self.roles:
             self.conv[r].start(ids, raws[r], self._obs[r])
+        for r in self._recall:
+            self._last_action[r][ids] = -1
         self._t[ids] = 0
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -261,7 +278,7 @@ class PettingZooBatch:
             seed = self._seed
         self._started = True
         self._reset_games(np.arange(self.num_games), seed)
-        return {r: o.copy() for r, o in self._obs.items()}
+        return self._observations()
 
     def step(self, actions: dict[str, np.ndarray], active: np.ndarray | None = None) -> StepResult:
         b = self.num_games
@@ -291,10 +308,18 @@ class PettingZooBatch:
         if len(ids):
             for r in self.roles:
                 self.conv[r].advance(ids, raws[r], self._obs[r])
+            for r in self._recall:
+                self._last_action[r][ids] = acts[r][ids] - self._action_start[r]
         finished = np.flatnonzero(dones)
         if len(finished):
             self._reset_games(finished, None)
-        return StepResult({r: o.copy() for r, o in self._obs.items()}, rewards, dones)
+        return StepResult(self._observations(), rewards, dones)
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        out = {r: o.copy() for r, o in self._obs.items()}
+        for r, n in self._recall.items():
+            out[r] += n * (self._last_action[r] + 1)
+        return out
 
     def close(self) -> None:
         for game in self.games:
@@ -315,5 +340,6 @@ def make_pettingzoo(cfg: Any, seed: int = 0) -> PettingZooBatch:
         probe_path=cfg.probe_path,
         probe_hash=cfg.probe_hash,
         frame_skip=cfg.frame_skip,
+        follower_last_action=cfg.follower_last_action,
         seed=seed,
     )

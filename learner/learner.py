@@ -20,6 +20,7 @@ import torch
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, is_matrix_game, make_stackelberg_env
+from stackrl.envs.probe import probe_hash
 from stackrl.learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stackrl.learner.evaluation import EvalResult, evaluate
 from stackrl.learner.inner_outer import InnerOuterLoop
@@ -54,12 +55,13 @@ def exact_solution(cfg: ExperimentConfig):
 
 class Learner:
     def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, eval_games: int = 1):
-        self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        cfg = store_probe_set_with_run(cfg, self.run_dir)
         self.device = resolve_device(cfg.learner.device)
         torch.manual_seed(cfg.seed)
         eval_cfg = dataclasses.replace(cfg.env, num_games=eval_games)
         self.eval_env = make_stackelberg_env(eval_cfg, seed=cfg.seed + 99_991)
+        self.cfg = cfg = pin_probe_hash(cfg, self.eval_env.query_set)
         self.spec = env_spec(self.eval_env)
         self.followers = self.spec.roles[1:]
         self.nets = {r: n.to(self.device) for r, n in build_networks(self.spec, cfg.model).items()}
@@ -463,6 +465,24 @@ class Learner:
 
     def close(self) -> None:
         self.metrics.close()
+
+
+def store_probe_set_with_run(cfg: ExperimentConfig, run_dir: Path | None) -> ExperimentConfig:
+    """A `probe` query set without `env.probe_path` is stored in the run directory, so a resumed
+    run and the actors sharing the directory load the very set the learner started with."""
+    env = cfg.env
+    if env.name != "pettingzoo" or env.query_set != "probe" or env.probe_path or run_dir is None:
+        return cfg
+    return dataclasses.replace(cfg, env=dataclasses.replace(env, probe_path=str(run_dir / "probe_set.npz")))
+
+
+def pin_probe_hash(cfg: ExperimentConfig, query_set: np.ndarray) -> ExperimentConfig:
+    """Pin the learner's probe set's hash in the config that actors receive and config.yaml keeps:
+    an actor whose rollout produced a different set (another emulator build) refuses to start."""
+    env = cfg.env
+    if env.name != "pettingzoo" or env.query_set != "probe" or env.probe_hash:
+        return cfg
+    return dataclasses.replace(cfg, env=dataclasses.replace(env, probe_hash=probe_hash(query_set)))
 
 
 def steps_to_value(history: list[dict], value: float) -> int | None:

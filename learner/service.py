@@ -73,6 +73,7 @@ class LearnerServer:
         self.token = token if token is not None else cfg.server.token
         check_bind(cfg.server, self.token)  # before building the learner: fail fast and cheaply
         self.learner = Learner(cfg, self.run_dir)
+        self.cfg = cfg = self.learner.cfg  # with the probe set's path and hash pinned, if any
         if resume:
             if self.run_dir is None:
                 raise ValueError("resume needs a run directory")

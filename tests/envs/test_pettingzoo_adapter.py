@@ -147,3 +147,40 @@ def test_config_errors_name_the_key():
         load_factory("pettingzoo.classic.nope_v0:parallel_env")
     with pytest.raises(ValueError, match="Discrete leader observation"):
         PettingZooBatch(parallel_env_maker("pettingzoo.atari.pong_v3:parallel_env", {}), 1, "first_0", 10)
+
+
+def test_follower_last_action_recalls_the_followers_own_move():
+    """rps_v2 shows the follower only the leader's last move; with recall its observation also
+    encodes its own previous action: o + 4 * (a + 1), a = -1 (none) at an episode's start."""
+    env = make_env(rps_cfg(num_games=2, follower_last_action=True))
+    assert env.observation_spaces == {"leader": Discrete(4), "follower_0": Discrete(16)}
+    check_env(env, steps=40)
+    obs = env.reset(seed=0)
+    np.testing.assert_array_equal(obs["follower_0"], [3, 3])  # no move yet, no own move yet
+    np.testing.assert_array_equal(obs[LEADER], [3, 3])  # the leader's observation is unchanged
+    res = env.step({LEADER: np.array([0, 2]), "follower_0": np.array([1, 2])})
+    # follower saw the leader's move (0 / 2) and recalls its own (1 / 2)
+    np.testing.assert_array_equal(res.obs["follower_0"], [0 + 4 * 2, 2 + 4 * 3])
+    np.testing.assert_array_equal(res.obs[LEADER], [1, 2])
+    for _ in range(9):
+        res = env.step({LEADER: np.array([0, 0]), "follower_0": np.array([0, 0])})
+    assert res.dones.all()
+    np.testing.assert_array_equal(res.obs["follower_0"], [3, 3])  # reset: recall cleared
+    env.close()
+
+
+def test_follower_last_action_needs_discrete_observations():
+    pytest.importorskip("multi_agent_ale_py")
+    cfg = EnvConfig(
+        name="pettingzoo",
+        pettingzoo="pettingzoo.atari.pong_v3:parallel_env",
+        pettingzoo_kwargs={"obs_type": "grayscale_image"},
+        leader_agent="first_0",
+        num_games=1,
+        query_set="probe",
+        probe_size=2,
+        probe_steps=10,
+        follower_last_action=True,
+    )
+    with pytest.raises(ValueError, match="follower_last_action needs Discrete"):
+        make_env(cfg)

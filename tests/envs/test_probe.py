@@ -111,3 +111,34 @@ def test_context_changes_only_when_the_leader_changes_on_a_probe(tmp_path):
     c2 = context_of(leader(changed, 0))
     np.testing.assert_array_equal(c2 != c0, [False, False, True, False])
     env.close()
+
+
+def test_learner_stores_the_probe_set_with_the_run_and_pins_its_hash(tmp_path):
+    """Without `env.probe_path` the learner puts the set in its run directory and pins its hash in
+    the config that config.yaml keeps and actors receive, so every actor checks it has the same set."""
+    from stackrl.config import ExperimentConfig
+    from stackrl.learner.learner import Learner
+
+    run = tmp_path / "run"
+    env = pong_cfg(tmp_path, probe_path=None)
+    cfg = ExperimentConfig.from_dict({"name": "probe_run", "env": env.__dict__})
+    learner = Learner(cfg, run)
+    try:
+        stored = load_probe_set(run / "probe_set.npz")
+        np.testing.assert_array_equal(stored, learner.eval_env.query_set)
+        assert learner.cfg.env.probe_path == str(run / "probe_set.npz")
+        assert learner.cfg.env.probe_hash == probe_hash(stored)
+        saved = ExperimentConfig.from_yaml((run / "config.yaml").read_text())
+        assert saved.env.probe_hash == probe_hash(stored) and saved.env.probe_path == str(
+            run / "probe_set.npz"
+        )
+    finally:
+        learner.close()
+    # An actor given that config but without the file (another host) regenerates and checks the set.
+    remote = make_env(pong_cfg(tmp_path, probe_path=None, probe_hash=learner.cfg.env.probe_hash), seed=5)
+    np.testing.assert_array_equal(remote.leader_query_set(), stored)
+    remote.close()
+    # A run without a run directory keeps the config as given.
+    bare = Learner(cfg, None)
+    assert bare.cfg.env.probe_path is None
+    bare.close()
