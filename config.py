@@ -43,6 +43,11 @@ class EnvConfig:
     """`hidden`: a query step looks exactly like a play step to the leader; `observed`: it carries a flag."""
     commit: bool = True
     """The leader's query answers bind it in play on queried observations (DESIGN.md §1)."""
+    current_answer: bool = False
+    """Followers' context gets one more entry: the leader's committed answer for its current
+    observation (the posted price of the current phase in the Atari pricing games). Needs `commit`.
+    Without it a follower sees the whole schedule but not which entry applies now, unless its own
+    observation reveals the leader's (the matrix games' memory-1 state does; a screen does not)."""
     tie_break: float | None = None
     """Weight of the leader's reward added to the follower's, so that follower ties go the leader's way
     (strong Stackelberg). None: the largest weight that provably changes no strict preference
@@ -108,6 +113,11 @@ class EnvConfig:
         _require(self.probe_size >= 1, "env.probe_size", f"must be >= 1, got {self.probe_size}")
         _require(self.probe_steps >= 1, "env.probe_steps", f"must be >= 1, got {self.probe_steps}")
         _require(self.frame_skip >= 1, "env.frame_skip", f"must be >= 1, got {self.frame_skip}")
+        _require(
+            self.commit or not self.current_answer,
+            "env.current_answer",
+            "needs env.commit: true (an uncommitted leader's answer is not what it plays)",
+        )
         if self.name == "pettingzoo" or self.pettingzoo is not None:
             _require(
                 self.pettingzoo is not None and ":" in self.pettingzoo,
@@ -284,6 +294,12 @@ class ScheduleConfig:
     """Phases run in order; the run ends after the last."""
     eval_interval_updates: int = 20
     """Deterministic evaluation (greedy leader and followers) every this many learner updates."""
+    eval_followers: str = "greedy"
+    """`greedy`: deterministic evaluation (DESIGN.md §5). `sampled`: followers sample their policies
+    (the leader stays greedy), for games whose greedy follower degenerates: a greedy Space Invaders
+    player facing any price never fires, so its revenue is 0 whatever the leader does."""
+    eval_games: int = 1
+    """Games (one episode each) per evaluation; more than 1 only helps with `sampled` followers."""
     checkpoint_interval_s: float = 300.0
     """Wall seconds between checkpoints (one is always written at the end)."""
     checkpoint_interval_updates: int = 0
@@ -294,6 +310,12 @@ class ScheduleConfig:
         for i, phase in enumerate(self.phases):
             phase.validate(f"schedule.phases[{i}]")
         _require(self.eval_interval_updates >= 1, "schedule.eval_interval_updates", "must be >= 1")
+        _require(
+            self.eval_followers in ("greedy", "sampled"),
+            "schedule.eval_followers",
+            f"must be 'greedy' or 'sampled', got {self.eval_followers!r}",
+        )
+        _require(self.eval_games >= 1, "schedule.eval_games", f"must be >= 1, got {self.eval_games}")
         _require(self.checkpoint_interval_s > 0, "schedule.checkpoint_interval_s", "must be > 0")
         _require(
             self.checkpoint_interval_updates >= 0,

@@ -98,8 +98,7 @@ class Actor:
         o = torch.from_numpy(obs.obs[role])
         ctx = None
         if role != LEADER:
-            ctx_np = obs.context if self.broadcast.follower_context else np.zeros_like(obs.context)
-            ctx = torch.from_numpy(ctx_np)
+            ctx = torch.from_numpy(obs.follower_context(self.broadcast.follower_context))
         logits, _ = self.nets[role](o, ctx)
         actions, logp = sample_actions(logits, self.generator)
         return np.where(acting, actions, 0), np.where(acting, logp, 0).astype(np.float32)
@@ -118,7 +117,7 @@ class Actor:
                 store["obs"][t] = obs.obs[role]
                 store["elapsed"][t] = obs.elapsed
                 if role != LEADER:
-                    store["context"][t] = obs.context if self.broadcast.follower_context else 0
+                    store["context"][t] = obs.follower_context(self.broadcast.follower_context)
                 a, lp = self._act(role, obs)
                 if role == LEADER:
                     forced = obs.forced_leader >= 0
@@ -139,8 +138,8 @@ class Actor:
             self.storage[role]["obs"][self.unroll_length] = obs.obs[role]
             self.storage[role]["elapsed"][self.unroll_length] = obs.elapsed
             if role != LEADER:
-                self.storage[role]["context"][self.unroll_length] = (
-                    obs.context if self.broadcast.follower_context else 0
+                self.storage[role]["context"][self.unroll_length] = obs.follower_context(
+                    self.broadcast.follower_context
                 )
         self.obs = obs
         self.unrolls += 1

@@ -30,9 +30,10 @@ class EnvSpec:
     num_queries: int  # K
     leader_actions: int  # answers per query
     horizon: int  # steps of the longest extended episode (K + play steps); normalises the critic's clock
+    current_answer: bool = False  # followers' context ends with the leader's current committed answer
 
     def context_size(self, role: str) -> int:
-        return 0 if role == LEADER else self.num_queries
+        return 0 if role == LEADER else self.num_queries + int(self.current_answer)
 
 
 @dataclass

@@ -72,6 +72,7 @@ def make_stackelberg_env(cfg: EnvConfig, seed: int = 0) -> StackelbergEnv:
         queries=cfg.queries,
         commit=cfg.commit,
         tie_break=resolve_tie_break(cfg),
+        current_answer=cfg.current_answer,
         seed=seed,
     )
 
@@ -85,4 +86,5 @@ def env_spec(env: StackelbergEnv) -> EnvSpec:
         num_queries=env.num_queries,
         leader_actions=env.leader_actions,
         horizon=env.horizon,
+        current_answer=env.current_answer,
     )

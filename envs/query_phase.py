@@ -30,11 +30,24 @@ class StackelbergObs:
     """What the actor needs to act at one step of B extended games."""
 
     obs: dict[str, np.ndarray]  # role -> [B, *obs_shape] (leader obs encodes the query flag if observed)
-    context: np.ndarray  # [B, K] int64: the leader's answers (0 where not yet answered)
+    context: np.ndarray  # [B, K] int64: the leader's answers (0 where not yet answered); with
+    # `current_answer` [B, K+1], the last entry the leader's committed move now (0 where none)
     acting: dict[str, np.ndarray]  # role -> [B] bool: the role decides this step
     forced_leader: np.ndarray  # [B] int64: the leader's committed play action, -1 where free
     in_query: np.ndarray  # [B] bool
     elapsed: np.ndarray  # [B] int32: steps since the extended episode began (the critic's clock)
+    current_answer: bool = False  # context's last column is the leader's current committed move
+
+    def follower_context(self, schedule: bool = True) -> np.ndarray:
+        """The followers' context. Without `schedule` (followers that get no context: the
+        inner-outer baseline, regret followers) the leader's answers are zeroed; the current
+        committed move stays, since a follower observes it in play (the posted price)."""
+        if schedule:
+            return self.context
+        out = np.zeros_like(self.context)
+        if self.current_answer:
+            out[:, -1] = self.context[:, -1]
+        return out
 
 
 @dataclass
@@ -64,10 +77,14 @@ class StackelbergEnv:
         queries: str = "hidden",
         commit: bool = True,
         tie_break: float = 0.0,
+        current_answer: bool = False,
         seed: int = 0,
     ):
         if queries not in ("hidden", "observed"):
             raise ValueError(f"queries must be 'hidden' or 'observed', got {queries!r}")
+        if current_answer and not commit:
+            raise ValueError("current_answer needs commit=True: an uncommitted answer is not what is played")
+        self.current_answer = current_answer
         self.base = base
         self.queries = queries
         self.commit = commit
@@ -172,7 +189,15 @@ class StackelbergEnv:
         acting = {LEADER: leader_acting}
         for r in self.followers:
             acting[r] = in_play.copy()
-        return StackelbergObs(obs, self._answers.copy(), acting, forced, in_query, self._elapsed.copy())
+        context = self._answers.copy()  # [B, K]
+        if self.current_answer:
+            # The committed move on a queried play observation (a random leader's free move is not
+            # an answer): [B, K+1]
+            now = np.where(queried, self._answers[np.arange(self.num_games), np.maximum(idx, 0)], 0)
+            context = np.concatenate([context, now[:, None]], axis=1)
+        return StackelbergObs(
+            obs, context, acting, forced, in_query, self._elapsed.copy(), self.current_answer
+        )
 
     # -- dynamics -----------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> StackelbergObs:

@@ -83,7 +83,7 @@ def rollout(
                 continue
             ctx = None
             if role != LEADER:
-                ctx = torch.as_tensor(obs.context if follower_context else np.zeros_like(obs.context))
+                ctx = torch.as_tensor(obs.follower_context(follower_context))
             logits, _ = nets[role](torch.as_tensor(obs.obs[role]), ctx)
             if greedy or role == LEADER:
                 a = logits.argmax(-1)

@@ -54,8 +54,13 @@ def evaluate(
     device: torch.device | str = "cpu",
     max_steps: int = 1_000_000,
     seed: int = 12345,
+    sample_followers: bool = False,
 ) -> EvalResult:
-    """Play every game of `env` greedily until each has finished one episode; average its returns."""
+    """Play every game of `env` greedily until each has finished one episode; average its returns.
+
+    With `sample_followers` the followers sample their policies (seeded by `seed`); the leader and
+    its answers stay greedy."""
+    generator = torch.Generator(device=device).manual_seed(seed)
     env.set_leader_source(leader_source, table)
     obs = env.reset(seed=seed)
     b = env.num_games
@@ -69,10 +74,13 @@ def evaluate(
                 continue
             ctx = None
             if role != LEADER:
-                c = obs.context if follower_context else np.zeros_like(obs.context)
-                ctx = torch.as_tensor(c, device=device)
+                ctx = torch.as_tensor(obs.follower_context(follower_context), device=device)
             logits, _ = nets[role](torch.as_tensor(obs.obs[role], device=device), ctx)
-            actions[role] = logits.argmax(-1).cpu().numpy().astype(np.int64)
+            if sample_followers and role != LEADER:
+                a = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            else:
+                a = logits.argmax(-1)
+            actions[role] = a.cpu().numpy().astype(np.int64)
         step = env.step(actions)
         record_first_episodes(step, env.roles, finished, returns)
         obs = step.obs

@@ -54,12 +54,12 @@ def exact_solution(cfg: ExperimentConfig):
 
 
 class Learner:
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, eval_games: int = 1):
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         cfg = store_probe_set_with_run(cfg, self.run_dir)
         self.device = resolve_device(cfg.learner.device)
         torch.manual_seed(cfg.seed)
-        eval_cfg = dataclasses.replace(cfg.env, num_games=eval_games)
+        eval_cfg = dataclasses.replace(cfg.env, num_games=cfg.schedule.eval_games)
         self.eval_env = make_stackelberg_env(eval_cfg, seed=cfg.seed + 99_991)
         self.cfg = cfg = pin_probe_hash(cfg, self.eval_env.query_set)
         self.spec = env_spec(self.eval_env)
@@ -247,7 +247,8 @@ class Learner:
             return  # the inner-outer loop evaluates its greedy commitment itself
         if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases):
             return
-        self._record_eval(evaluate(self.eval_env, self.nets, device=self.device))
+        sampled = self.cfg.schedule.eval_followers == "sampled"
+        self._record_eval(evaluate(self.eval_env, self.nets, device=self.device, sample_followers=sampled))
 
     def _record_eval(self, res: EvalResult) -> None:
         self.last_eval = res

@@ -254,3 +254,43 @@ def test_env_steps_count_only_play_steps():
     assert counts == ([0] * K + [b] * 10) * 2
     assert sum(counts) == 20 * b
     assert [i for i, e in enumerate(ends) if e] == [K + 9, 2 * (K + 10) - 1]
+
+
+def test_current_answer_adds_the_committed_move_to_the_context():
+    """With `current_answer`, the followers' context ends with the leader's committed move for its
+    current observation: the posted price of the current phase, in the pricing games."""
+    from stackrl.envs.factory import env_spec
+
+    b = 6
+    env = make_stackelberg_env(EnvConfig(name="prisoners_dilemma", num_games=b, current_answer=True), seed=3)
+    env.set_leader_source("policy")
+    assert env_spec(env).context_size(F0) == K + 1 and env_spec(env).context_size(LEADER) == 0
+    rng = np.random.default_rng(4)
+    obs = env.reset(seed=0)
+    answers = rng.integers(0, 2, (b, K))
+    for k in range(K):
+        np.testing.assert_array_equal(obs.context[:, :k], answers[:, :k])
+        obs = act(env, answers[:, k], 0).obs
+    for _ in range(10):
+        np.testing.assert_array_equal(obs.context[:, :K], answers)
+        state = obs.obs[LEADER]  # memory-1 state = the leader's query index
+        np.testing.assert_array_equal(obs.context[:, K], answers[np.arange(b), state])
+        np.testing.assert_array_equal(obs.context[:, K], obs.forced_leader)
+        # Followers without context (inner-outer, regret) keep only what play shows them.
+        blind = obs.follower_context(False)
+        np.testing.assert_array_equal(blind[:, :K], 0)
+        np.testing.assert_array_equal(blind[:, K], obs.context[:, K])
+        obs = act(env, rng.integers(0, 2, b), rng.integers(0, 2, b)).obs
+    # Random leaders (pretraining): the extra entry is the random table's move in the current state.
+    env.set_leader_source("random")
+    obs = env.reset(seed=1)
+    for _ in range(5):
+        np.testing.assert_array_equal(obs.context[:, K], obs.context[np.arange(b), obs.obs[LEADER]])
+        obs = act(env, 0, rng.integers(0, 2, b)).obs
+
+
+def test_current_answer_needs_commitment():
+    from stackrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="env.current_answer"):
+        EnvConfig(name="prisoners_dilemma", commit=False, current_answer=True).validate()
