@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from stackrl.config import ExperimentConfig, apply_overrides
 from stackrl.deploy.presets import load_experiment
+from stackrl.deploy.sample_efficiency import median_steps, must_learn, ratio
 from stackrl.envs.matrix_games import BENCHMARK_GAMES
 from stackrl.learner.learner import steps_to_value
 
@@ -62,7 +63,8 @@ def run_one(cfg: ExperimentConfig, actors: int, reuse: bool = False) -> dict:
 
 
 def summarise(rows: list[dict], factor: float) -> list[dict]:
-    """Median over seeds per (game, method) and the inner-outer / meta sample ratio per game."""
+    """Median over seeds per (game, method) and the inner-outer / meta sample ratio per game: over
+    all seeds, and over the seeds whose initial commitment is not optimal (`sample_efficiency.py`)."""
     out = []
     for game in dict.fromkeys(r["game"] for r in rows):
         line: dict = {"game": game}
@@ -73,22 +75,25 @@ def summarise(rows: list[dict], factor: float) -> list[dict]:
             line["exact_value"] = rs[0]["exact_value"]
             line[f"{method}_value"] = statistics.median(r["leader_value"] for r in rs)
             line[f"{method}_gap"] = statistics.median(r["gap"] for r in rs)
-            reached = [r["steps_to_exact"] for r in rs]
-            line[f"{method}_steps_to_exact"] = statistics.median(
-                s if s is not None else float("inf") for s in reached
-            )
+            line[f"{method}_steps_to_exact"] = median_steps([r["steps_to_exact"] for r in rs])
             line[f"{method}_budget"] = rs[0]["env_steps_total"]
             line[f"{method}_wall_s"] = statistics.median(r["wall_seconds"] for r in rs)
-        if "meta_steps_to_exact" in line and "inner_outer_steps_to_exact" in line:
-            m, io = line["meta_steps_to_exact"], line["inner_outer_steps_to_exact"]
-            if m in (None, float("inf")):
-                line["ratio"] = None
-            elif io == float("inf"):
-                # Missed within its configured budget (spent, or stopped early with a frozen leader
-                # that could not move again): at least factor x meta's budget.
-                line["ratio"] = f">{factor * line['meta_budget'] / m:.1f}"
-            else:
-                line["ratio"] = round(io / m, 2)
+        by = {m: [r for r in rows if r["game"] == game and r["method"] == m] for m in ("meta", "inner_outer")}
+        if by["meta"] and by["inner_outer"]:
+            # Misses count against the configured budget (a run may stop early with a frozen leader).
+            budget = factor * line["meta_budget"]
+            line["ratio"] = ratio(
+                [r["steps_to_exact"] for r in by["meta"]],
+                [r["steps_to_exact"] for r in by["inner_outer"]],
+                budget,
+            )
+            learn = {r["seed"] for r in by["meta"] if r.get("must_learn")}
+            line["must_learn_seeds"] = sorted(learn)
+            line["ratio_must_learn"] = ratio(
+                [r["steps_to_exact"] for r in by["meta"] if r["seed"] in learn],
+                [r["steps_to_exact"] for r in by["inner_outer"] if r["seed"] in learn],
+                budget,
+            )
         out.append(line)
     return out
 
@@ -116,15 +121,21 @@ def print_tables(rows: list[dict], summary: list[dict]) -> None:
     click.echo("\nmedian over seeds (steps_to_exact: env steps until the exact value was reached for good):")
     click.echo(
         f"{'game':20s} {'exact':>6s} {'meta':>6s} {'gap':>5s} {'meta_steps':>10s} "
-        f"{'io':>6s} {'io_gap':>6s} {'io_steps':>10s} {'io/meta':>8s}"
+        f"{'io':>6s} {'io_gap':>6s} {'io_steps':>10s} {'io/meta':>8s} {'learn seeds':>11s} {'io/meta':>8s}"
     )
     for s in summary:
         click.echo(
             f"{s['game']:20s} {_fmt(s.get('exact_value')):>6s} {_fmt(s.get('meta_value')):>6s} "
             f"{_fmt(s.get('meta_gap')):>5s} {_fmt(s.get('meta_steps_to_exact')):>10s} "
             f"{_fmt(s.get('inner_outer_value')):>6s} {_fmt(s.get('inner_outer_gap')):>6s} "
-            f"{_fmt(s.get('inner_outer_steps_to_exact')):>10s} {_fmt(s.get('ratio')):>8s}"
+            f"{_fmt(s.get('inner_outer_steps_to_exact')):>10s} {_fmt(s.get('ratio')):>8s} "
+            f"{','.join(map(str, s.get('must_learn_seeds', []))) or '-':>11s} {_fmt(s.get('ratio_must_learn')):>8s}"
         )
+    click.echo(
+        "io/meta: inner-outer / meta median env steps to the exact value ('>x': inner-outer missed it "
+        "within its budget). 'learn seeds': seeds whose initial leader commitment is not optimal, "
+        "and the ratio over those seeds only."
+    )
 
 
 def run_matrix_benchmark(
@@ -169,6 +180,9 @@ def run_matrix_benchmark(
                             "env_steps": res["env_steps"],
                             "env_steps_total": res["env_steps"]["total"],
                             "wall_seconds": res["wall_seconds"],
+                            "must_learn": must_learn(
+                                cfg.env.name, cfg.env.payoffs, cfg.env.episode_length, res
+                            ),
                             "actors": actors,
                         }
                     )

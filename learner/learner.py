@@ -335,13 +335,10 @@ class Learner:
 
         Separates leader errors from follower errors: above `exact_value` is impossible here, so a
         `leader_value` above it means the learned follower failed to best-respond."""
-        from stackrl.envs.matrix_games import resolve_game
-        from stackrl.envs.solver import leader_value_of
+        from stackrl.deploy.sample_efficiency import commitment_value
 
-        payoffs, length = resolve_game(self.cfg.env.name, self.cfg.env.payoffs, self.cfg.env.episode_length)
-        if len(answers) != payoffs.shape[0] * payoffs.shape[1] + 1:
-            return None
-        return leader_value_of(payoffs, length, answers)[0]
+        env = self.cfg.env
+        return commitment_value(env.name, env.payoffs, env.episode_length, answers)
 
     def write_result(self) -> dict:
         out = self.result()

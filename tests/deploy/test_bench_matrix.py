@@ -40,31 +40,48 @@ def test_bench_matrix_short(tmp_path, monkeypatch):
     assert "assurance" in result.output and "io/meta" in result.output
 
 
+def _row(method, seed, steps, must_learn, total):
+    return {
+        "game": "g",
+        "method": method,
+        "seed": seed,
+        "exact_value": 1.0,
+        "leader_value": 1.0 if steps is not None else 0.0,
+        "gap": 0.0 if steps is not None else 1.0,
+        "steps_to_exact": steps,
+        "env_steps_total": total,
+        "wall_seconds": 1.0,
+        "must_learn": must_learn,
+    }
+
+
 def test_summary_ratio_marks_misses():
-    rows = [
-        {
-            "game": "g",
-            "method": "meta",
-            "exact_value": 1.0,
-            "leader_value": 1.0,
-            "gap": 0.0,
-            "steps_to_exact": 1000,
-            "env_steps_total": 2000,
-            "wall_seconds": 1.0,
-        },
-        {
-            "game": "g",
-            "method": "inner_outer",
-            "exact_value": 1.0,
-            "leader_value": 0.0,
-            "gap": 1.0,
-            "steps_to_exact": None,
-            "env_steps_total": 20000,
-            "wall_seconds": 1.0,
-        },
-    ]
+    rows = [_row("meta", 0, 1000, True, 2000), _row("inner_outer", 0, None, True, 20000)]
     (line,) = summarise(rows, 10.0)
     assert line["ratio"] == ">20.0"  # 10 x meta's 2000-step budget / meta's 1000 steps to exact
-    rows[1].update(leader_value=1.0, gap=0.0, steps_to_exact=15000)
+    assert line["ratio_must_learn"] == ">20.0" and line["must_learn_seeds"] == [0]
+    rows[1] = _row("inner_outer", 0, 15000, True, 20000)
     (line,) = summarise(rows, 10.0)
     assert line["ratio"] == 15.0
+
+
+def test_summary_ratio_over_seeds_where_the_leader_must_learn():
+    """Seed 0's initial commitment is already optimal (the baseline reaches it after one follower
+    training); seeds 1 and 2 must learn. The second ratio uses seeds 1 and 2 only."""
+    rows = [
+        _row("meta", 0, 1000, False, 2000),
+        _row("meta", 1, 1200, True, 2000),
+        _row("meta", 2, 1400, True, 2000),
+        _row("inner_outer", 0, 100, False, 20000),
+        _row("inner_outer", 1, 15000, True, 20000),
+        _row("inner_outer", 2, None, True, 20000),
+    ]
+    (line,) = summarise(rows, 10.0)
+    assert line["ratio"] == round(15000 / 1200, 2)  # medians over all seeds: 15000 / 1200
+    assert line["must_learn_seeds"] == [1, 2]
+    # medians over seeds 1, 2: meta 1300; inner-outer (15000, miss) -> miss -> 20000 / 1300
+    assert line["ratio_must_learn"] == f">{20000 / 1300:.1f}"
+    for r in rows:
+        r["must_learn"] = False
+    (line,) = summarise(rows, 10.0)
+    assert line["must_learn_seeds"] == [] and line["ratio_must_learn"] is None

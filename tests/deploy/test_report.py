@@ -11,9 +11,10 @@ from stackrl.deploy.report import steps_to_value, summarise_runs
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _run(root, game, method, seed, value, exact, history, wall):
+def _run(root, game, method, seed, value, exact, history, wall, initial=(0, 0, 0, 0, 0)):
     d = root / "bench_matrix" / f"{game}_{method}_s{seed}"
     d.mkdir(parents=True)
+    (d / "config.yaml").write_text(f"name: {d.name}\nseed: {seed}\nenv:\n  name: {game}\n")
     total = history[-1][0]
     res = {
         "name": d.name,
@@ -29,7 +30,13 @@ def _run(root, game, method, seed, value, exact, history, wall):
         "exact_value": exact,
         "gap": exact - value,
         "eval_history": [
-            {"env_steps": s, "leader_value": v, "gap": exact - v, "wall_seconds": 0.1 * i}
+            {
+                "env_steps": s,
+                "leader_value": v,
+                "gap": exact - v,
+                "wall_seconds": 0.1 * i,
+                "leader_answers": list(initial) if i == 0 else [1, 0, 0, 1, 1],
+            }
             for i, (s, v) in enumerate(history)
         ],
     }
@@ -38,7 +45,18 @@ def _run(root, game, method, seed, value, exact, history, wall):
 
 def _fake_runs(root):
     _run(root, "prisoners_dilemma", "meta", 0, 31.0, 31.0, [(1000, 10.0), (2000, 31.0), (3000, 31.0)], 12.5)
-    _run(root, "prisoners_dilemma", "meta", 1, 29.0, 31.0, [(1000, 10.0), (2000, 29.0), (3000, 29.0)], 13.5)
+    optimal = (1, 0, 0, 1, 1)  # seed 1 starts from an optimal commitment: nothing to learn
+    _run(
+        root,
+        "prisoners_dilemma",
+        "meta",
+        1,
+        29.0,
+        31.0,
+        [(1000, 10.0), (2000, 29.0), (3000, 29.0)],
+        13.5,
+        initial=optimal,
+    )
     _run(
         root,
         "prisoners_dilemma",
@@ -58,6 +76,7 @@ def _fake_runs(root):
         31.0,
         [(10000, 10.0), (20000, 23.0), (30000, 23.0)],
         80.75,
+        initial=optimal,
     )
     ab = root / "ablations" / "queries"
     ab.mkdir(parents=True)
@@ -178,6 +197,8 @@ def test_report_writes_numbers_and_pngs(tmp_path):
         "stackrl divergence --game chicken --budget 100",
         "11111",
         "Negative gap (value above the strong Stackelberg value): deadlock (observed, seed 0)",
+        "seeds where the leader must learn",
+        "| 0 | 13.5 |",  # seed 0 only: inner-outer 27000 / meta 2000
         f"stackrl report --runs {runs}",
     ]:
         assert needle in text, needle
