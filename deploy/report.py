@@ -290,7 +290,13 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
     else:
         cmd_note = ""
     summary = summarise_runs(runs)
-    lines = [f"## Runs: `{name}`", "", f"Produced by: `{cmd}`{cmd_note}", ""]
+    cmds = [c for c in cmd.splitlines() if c.strip()]
+    produced = (
+        f"Produced by: `{cmds[0]}`{cmd_note}"
+        if len(cmds) == 1
+        else "Produced by these commands (one collection):\n\n" + "\n".join(f"- `{c}`" for c in cmds)
+    )
+    lines = [f"## Runs: `{name}`", "", produced, ""]
     lines.append(
         _table(
             [

@@ -38,6 +38,11 @@ def test_bench_matrix_short(tmp_path, monkeypatch):
     # inner-outer ran on its own budget (0.3 x the meta budget) and reports its value honestly.
     assert rows["inner_outer"]["env_steps_total"] >= 0.3 * 195_000
     assert "assurance" in result.output and "io/meta" in result.output
+    assert (tmp_path / "runs" / "bench_matrix" / "command.txt").read_text() == (
+        "stackrl bench matrix --games assurance --seeds 0 --methods meta,inner_outer "
+        "--inner-outer-factor 0.3 --run-root runs/bench_matrix\n"
+    )
+    assert data["rows"][0]["must_learn"] in (True, False)
 
 
 def _row(method, seed, steps, must_learn, total):
