@@ -23,7 +23,11 @@ from torch import nn
 
 
 class NatureCNN(nn.Module):
-    """Mnih et al. (2015) trunk: uint8 frames [N, C, 84, 84] -> [N, 512] features."""
+    """Mnih et al. (2015) trunk: uint8 frames [N, C, 84, 84] -> [N, 512] features.
+
+    The convolutions run in channels-last (NHWC) memory layout: oneDNN's NHWC kernels made a
+    learner update 20-35% cheaper on the 2-core CPU machine (same results up to float rounding).
+    """
 
     def __init__(self, in_channels: int, out_features: int = 512):
         super().__init__()
@@ -36,11 +40,13 @@ class NatureCNN(nn.Module):
             nn.ReLU(),
             nn.Flatten(),
         )
+        self.conv.to(memory_format=torch.channels_last)
         self.fc = nn.Sequential(nn.Linear(64 * 7 * 7, out_features), nn.ReLU())
         self.out_features = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x.float() / 255.0))
+        x = (x.float() / 255.0).contiguous(memory_format=torch.channels_last)  # [N, C, 84, 84] NHWC
+        return self.fc(self.conv(x))
 
 
 class ObservationEncoder(nn.Module):
