@@ -47,11 +47,21 @@ def matrix_config(
     return ExperimentConfig.from_dict(data)
 
 
+def _same_config(saved_yaml: str, cfg: ExperimentConfig) -> bool:
+    """The saved run's config equals `cfg`, read through the dataclasses: a key added to the config
+    since the run was made compares at its default, so a code update does not void old runs."""
+    try:
+        saved = ExperimentConfig.from_yaml(saved_yaml)
+    except Exception:  # a config that no longer loads is not the same run
+        return False
+    return saved.to_yaml(redact_secrets=True) == cfg.to_yaml(redact_secrets=True)
+
+
 def run_one(cfg: ExperimentConfig, actors: int, reuse: bool = False) -> dict:
     """Train one configuration; with `reuse`, a finished run with the same config is read back."""
     result_path, config_path = cfg.run_dir / "result.json", cfg.run_dir / "config.yaml"
     fresh = result_path.exists() and config_path.exists()
-    if reuse and fresh and config_path.read_text() == cfg.to_yaml(redact_secrets=True):
+    if reuse and fresh and _same_config(config_path.read_text(), cfg):
         return json.loads(result_path.read_text())
     if actors > 0:
         from stackrl.deploy.launch import run_local

@@ -90,3 +90,16 @@ def test_summary_ratio_over_seeds_where_the_leader_must_learn():
         r["must_learn"] = False
     (line,) = summarise(rows, 10.0)
     assert line["must_learn_seeds"] == [] and line["ratio_must_learn"] is None
+
+
+def test_reuse_reads_configs_saved_before_a_key_existed(tmp_path):
+    """--reuse compares configs through the dataclasses: a key added since (at its default) does not
+    void a finished run, a changed value does."""
+    from stackrl.deploy.bench_matrix import _same_config, matrix_config
+
+    cfg = matrix_config("chicken", None, "meta", 0, 10.0, 0, (), str(tmp_path))
+    text = cfg.to_yaml(redact_secrets=True)
+    older = "\n".join(line for line in text.splitlines() if "current_answer" not in line)
+    assert older != text and _same_config(older, cfg)
+    assert not _same_config(text.replace("lr_leader: 0.02", "lr_leader: 0.03"), cfg)
+    assert not _same_config("env: {name: [", cfg)
