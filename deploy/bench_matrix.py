@@ -9,6 +9,7 @@ reach the exact value divided by meta's (">" when inner-outer never reached it w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -49,11 +50,13 @@ def matrix_config(
 
 def _same_config(saved_yaml: str, cfg: ExperimentConfig) -> bool:
     """The saved run's config equals `cfg`, read through the dataclasses: a key added to the config
-    since the run was made compares at its default, so a code update does not void old runs."""
+    since the run was made compares at its default, so a code update does not void old runs. The
+    run root is where the run was found, not part of the experiment (relative or absolute)."""
     try:
         saved = ExperimentConfig.from_yaml(saved_yaml)
     except Exception:  # a config that no longer loads is not the same run
         return False
+    saved = dataclasses.replace(saved, run_root=cfg.run_root)
     return saved.to_yaml(redact_secrets=True) == cfg.to_yaml(redact_secrets=True)
 
 

@@ -103,3 +103,5 @@ def test_reuse_reads_configs_saved_before_a_key_existed(tmp_path):
     assert older != text and _same_config(older, cfg)
     assert not _same_config(text.replace("lr_leader: 0.02", "lr_leader: 0.03"), cfg)
     assert not _same_config("env: {name: [", cfg)
+    moved = text.replace(f"run_root: {tmp_path}", "run_root: runs/bench_matrix")
+    assert moved != text and _same_config(moved, cfg)  # found under another spelling of its root
