@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def discover(roots: list[str | Path]) -> tuple[dict[str, list[dict]], list[dict]
             if "leader_value" not in run or run.get("exact_value") is None:
                 continue  # Atari runs etc.: no exact value, not part of these tables
             run["_dir"] = str(run_dir)
+            if run.get("game") == "matrix":  # user bimatrices: tell them apart by the run's name
+                m = re.match(r"^(.*)_(?:meta|inner_outer)_s\d+$", run.get("name", ""))
+                run["game"] = f"matrix ({m.group(1) if m else run.get('name', run_dir.name)})"
             parent = run_dir.parent
             name = str(parent.relative_to(root)) if parent != root else root.name
             run["_collection_dir"] = str(parent)

@@ -238,3 +238,28 @@ def test_oracle_ablation_then_report(tmp_path, monkeypatch):
     assert "q_learning: value (median)" in text
     png = tmp_path / "figures" / "ablation_oracle.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and "figures/ablation_oracle.png" in text
+
+
+def test_user_bimatrices_are_told_apart_by_run_name(tmp_path):
+    from stackrl.deploy.report import discover
+
+    for user, exact in (("user0", 35.0), ("user1", 22.0)):
+        d = tmp_path / "bench_matrix" / f"{user}_meta_s0"
+        d.mkdir(parents=True)
+        res = {
+            "name": d.name,
+            "game": "matrix",
+            "method": "meta",
+            "seed": 0,
+            "leader_value": exact,
+            "exact_value": exact,
+            "gap": 0.0,
+            "env_steps": {"total": 10},
+            "steps_to_final": 10,
+            "wall_seconds": 1.0,
+            "eval_history": [{"env_steps": 10, "leader_value": exact}],
+        }
+        (d / "result.json").write_text(json.dumps(res))
+    collections, _, _ = discover([tmp_path])
+    rows = {s["game"]: s["exact_value"] for s in summarise_runs(collections["bench_matrix"])}
+    assert rows == {"matrix (user0)": 35.0, "matrix (user1)": 22.0}
