@@ -180,12 +180,17 @@ class ActorConfig:
     """torch CPU threads per actor process."""
     connect_deadline_s: float = 60.0
     """An actor that cannot reach the learner for this long exits non-zero."""
+    nice: int = 0
+    """Added to each actor process's niceness (0-19). On a machine with fewer cores than processes,
+    a positive value lets the learner, usually the bottleneck, keep its core; actors still get all
+    CPU the learner does not use."""
 
     def validate(self) -> None:
         _require(self.num_actors >= 1, "actor.num_actors", f"must be >= 1, got {self.num_actors}")
         _require(self.unroll_length >= 1, "actor.unroll_length", f"must be >= 1, got {self.unroll_length}")
         _require(self.threads >= 1, "actor.threads", f"must be >= 1, got {self.threads}")
         _require(self.connect_deadline_s > 0, "actor.connect_deadline_s", "must be > 0")
+        _require(0 <= self.nice <= 19, "actor.nice", f"must be in [0, 19], got {self.nice}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ Kubernetes all run. The run's configuration comes from the learner's registratio
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from stackrl.actors.actor import Actor
@@ -38,10 +39,14 @@ def run_actor_process(
     endpoint = GrpcActorEndpoint(
         address, token, tls_ca, connect_deadline_s=connect_deadline_s, compress=compress
     )
+    reniced = False
     try:
         while True:
             actor_id, cfg = endpoint.register()
             torch.set_num_threads(cfg.actor.threads)
+            if cfg.actor.nice and not reniced:
+                os.nice(cfg.actor.nice)
+                reniced = True
             actor = Actor(cfg, actor_id, endpoint)
             log.info(
                 "actor %d: %d games of %s, learner %s", actor_id, cfg.env.num_games, cfg.env.name, address

@@ -1,8 +1,9 @@
 """Where the time of an Atari pricing run goes, and how close training gets to the machine's limit:
 `stackrl bench atari`.
 
-In one run, each component of the actor-learner loop is measured on its own, then the real
-distributed path (1 learner + `actors` actor processes over gRPC on 127.0.0.1):
+In one run, each component of the actor-learner loop is measured on its own (before and after the
+end-to-end window, averaged), and the real distributed path (1 learner + `actors` actor processes
+over gRPC on 127.0.0.1):
 
   raw env           random actions on the base game (no networks), in `actors` processes at once,
                     each with the preset's `env.num_games` and `env.num_threads` (the actors' layout)
@@ -272,13 +273,25 @@ def run_atari_benchmark(
     n_actors = actors or cfg.actor.num_actors
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     p = len(_spec_and_nets(cfg)[0].roles) - 1
-    component_s = max(3.0, seconds / 2)
-    raw = measure_raw_env(cfg, component_s, n_actors)
-    inf = measure_inference(cfg, component_s)
-    lrn = measure_learner(cfg, component_s)
+    # Components are measured before and after the end-to-end window and averaged, so that the
+    # limit and the end-to-end rate see the same (possibly drifting) machine.
+    component_s = max(3.0, seconds / 4)
+
+    def components() -> tuple[dict, dict, dict]:
+        return (
+            measure_raw_env(cfg, component_s, n_actors),
+            measure_inference(cfg, component_s),
+            measure_learner(cfg, component_s),
+        )
+
+    before = components()
+    e2e = measure_end_to_end(env, n_actors, seconds, warmup, overrides)
+    after = components()
+    raw, inf, lrn = (
+        {k: (a[k] + b[k]) / 2 if k != "batch" else a[k] for k in a} for a, b in zip(before, after)
+    )
     cost = 1.0 / raw["per_cpu_s"] + p / inf["per_cpu_s"] + p / lrn["per_cpu_s"]
     limit = cores / cost
-    e2e = measure_end_to_end(env, n_actors, seconds, warmup, overrides)
     e2e_cpu = e2e.learner_cpu + sum(e2e.actor_cpu)  # cores the run actually got
     e2e_cost = e2e_cpu / max(e2e.env_steps_per_s, 1e-9)
     res = AtariBench(
