@@ -36,7 +36,7 @@ from stackrl.envs.base import LEADER
 from stackrl.envs.factory import ATARI_GAMES, env_spec, make_stackelberg_env
 from stackrl.envs.query_phase import StackelbergEnv
 from stackrl.learner.checkpoint import load_checkpoint
-from stackrl.learner.evaluation import greedy_answers, record_first_episodes
+from stackrl.learner.evaluation import greedy_answers, play_first_episodes
 from stackrl.learner.models import PolicyNet, build_networks
 
 
@@ -62,49 +62,36 @@ def rollout(
     greedy: bool = False,
 ) -> Rollout:
     """Play every game of `env` until each finished one episode (its first): followers sample from
-    their policies (seeded), or act greedily with `greedy`; the leader is always greedy."""
-    gen = torch.Generator().manual_seed(seed)
-    env.set_leader_source(source, table)
-    obs = env.reset(seed=seed)
+    their policies (seeded), or act greedily with `greedy`; the leader is always greedy. Counts
+    each follower's FIRE actions and FIRE probability per play step on the way."""
     b = env.num_games
     fire_actions = torch.as_tensor(env.base.fire_actions)
     followers = env.followers
-    finished = np.zeros(b, bool)
-    returns = np.zeros((b, len(env.roles)))
     fires = np.zeros((b, len(followers)))
     probs = np.zeros((b, len(followers)))
     steps = np.zeros(b)
-    for _ in range(max_steps):
-        actions = {}
-        live = ~finished
-        for role in env.roles:
-            if not obs.acting[role].any():
-                actions[role] = np.zeros(b, np.int64)
-                continue
-            ctx = None
-            if role != LEADER:
-                ctx = torch.as_tensor(obs.follower_context(follower_context))
-            logits, _ = nets[role](torch.as_tensor(obs.obs[role]), ctx)
-            if greedy or role == LEADER:
-                a = logits.argmax(-1)
-            else:
-                a = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(-1)
-            actions[role] = a.numpy().astype(np.int64)
-            if role != LEADER:
-                i = followers.index(role)
-                count = obs.acting[role] & live
-                fires[count, i] += fire_actions[a].numpy()[count]
-                p_fire = (torch.softmax(logits, -1) * fire_actions.float()).sum(-1).numpy()
-                probs[count, i] += p_fire[count]
-        in_play = obs.acting[followers[0]] & live
-        steps[in_play] += 1
-        step = env.step(actions)
-        record_first_episodes(step, env.roles, finished, returns)
-        obs = step.obs
-        if finished.all():
-            break
-    if not finished.all():
-        raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
+
+    def count(role, obs, logits, actions, live) -> None:
+        if role == LEADER:
+            return
+        i = followers.index(role)
+        counted = obs.acting[role] & live  # [B]
+        fires[counted, i] += fire_actions[actions].numpy()[counted]
+        probs[counted, i] += (torch.softmax(logits, -1) * fire_actions.float()).sum(-1).numpy()[counted]
+        if i == 0:
+            steps[counted] += 1
+
+    returns = play_first_episodes(
+        env,
+        nets,
+        source,
+        table,
+        follower_context,
+        max_steps=max_steps,
+        seed=seed,
+        sample_followers=not greedy,
+        on_act=count,
+    )
     denom = np.maximum(steps, 1)[:, None]
     return Rollout(
         leader_return=float(returns[:, 0].mean()),

@@ -7,12 +7,13 @@ exact solver is computed by the caller where the exact value is known.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from stackrl.envs.base import LEADER
-from stackrl.envs.query_phase import StackelbergEnv
+from stackrl.envs.query_phase import StackelbergEnv, StackelbergObs
 from stackrl.learner.models import PolicyNet
 
 
@@ -44,6 +45,58 @@ def greedy_answers(env: StackelbergEnv, leader: PolicyNet, device: torch.device 
     return logits.argmax(-1).cpu().numpy().astype(np.int64)
 
 
+ActHook = Callable[[str, StackelbergObs, torch.Tensor, torch.Tensor, np.ndarray], None]
+
+
+@torch.no_grad()
+def play_first_episodes(
+    env: StackelbergEnv,
+    nets: dict[str, PolicyNet],
+    leader_source: str = "policy",
+    table: np.ndarray | None = None,
+    follower_context: bool = True,
+    device: torch.device | str = "cpu",
+    max_steps: int = 1_000_000,
+    seed: int = 12345,
+    sample_followers: bool = False,
+    on_act: ActHook | None = None,
+) -> np.ndarray:
+    """Play every game of `env` until each has finished one episode; returns their raw returns
+    [B, R]. The leader is greedy; followers are greedy or sample their policies (seeded by `seed`).
+    `on_act(role, obs, logits, actions, live)` sees every acting role's decision (`live`: games
+    still in their first episode), for callers that measure more than returns."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    env.set_leader_source(leader_source, table)
+    obs = env.reset(seed=seed)
+    b = env.num_games
+    finished = np.zeros(b, bool)
+    returns = np.zeros((b, len(env.roles)))
+    for _ in range(max_steps):
+        actions = {}
+        live = ~finished
+        for role in env.roles:
+            if not obs.acting[role].any():
+                actions[role] = np.zeros(b, np.int64)
+                continue
+            ctx = None
+            if role != LEADER:
+                ctx = torch.as_tensor(obs.follower_context(follower_context), device=device)
+            logits, _ = nets[role](torch.as_tensor(obs.obs[role], device=device), ctx)
+            if sample_followers and role != LEADER:
+                a = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            else:
+                a = logits.argmax(-1)
+            actions[role] = a.cpu().numpy().astype(np.int64)
+            if on_act is not None:
+                on_act(role, obs, logits, a, live)
+        step = env.step(actions)
+        record_first_episodes(step, env.roles, finished, returns)
+        obs = step.obs
+        if finished.all():
+            return returns
+    raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
+
+
 @torch.no_grad()
 def evaluate(
     env: StackelbergEnv,
@@ -60,34 +113,10 @@ def evaluate(
 
     With `sample_followers` the followers sample their policies (seeded by `seed`); the leader and
     its answers stay greedy."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    env.set_leader_source(leader_source, table)
-    obs = env.reset(seed=seed)
+    returns = play_first_episodes(
+        env, nets, leader_source, table, follower_context, device, max_steps, seed, sample_followers
+    )
     b = env.num_games
-    finished = np.zeros(b, bool)
-    returns = np.zeros((b, len(env.roles)))
-    for _ in range(max_steps):
-        actions = {}
-        for role in env.roles:
-            if not obs.acting[role].any():
-                actions[role] = np.zeros(b, np.int64)
-                continue
-            ctx = None
-            if role != LEADER:
-                ctx = torch.as_tensor(obs.follower_context(follower_context), device=device)
-            logits, _ = nets[role](torch.as_tensor(obs.obs[role], device=device), ctx)
-            if sample_followers and role != LEADER:
-                a = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-            else:
-                a = logits.argmax(-1)
-            actions[role] = a.cpu().numpy().astype(np.int64)
-        step = env.step(actions)
-        record_first_episodes(step, env.roles, finished, returns)
-        obs = step.obs
-        if finished.all():
-            break
-    if not finished.all():
-        raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
     answers = (
         greedy_answers(env, nets[LEADER], device)
         if leader_source == "policy"
