@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -151,32 +152,6 @@ def print_tables(rows: list[dict], summary: list[dict]) -> None:
     )
 
 
-def bench_command(
-    games: str,
-    seeds: str,
-    methods: str,
-    payoff_sets: tuple[str, ...],
-    actors: int,
-    inner_outer_factor: float,
-    overrides: tuple[str, ...],
-    run_root: str,
-) -> str:
-    """The command line that reproduces these runs (recorded in `<run_root>/command.txt`)."""
-    import shlex
-
-    parts = ["stackrl", "bench", "matrix", "--games", games, "--seeds", seeds, "--methods", methods]
-    for p in payoff_sets:
-        parts += ["--payoffs", p]
-    if actors:
-        parts += ["--actors", str(actors)]
-    if "inner_outer" in methods:
-        parts += ["--inner-outer-factor", f"{inner_outer_factor:g}"]
-    for o in overrides:
-        parts += ["--set", o]
-    parts += ["--run-root", run_root]
-    return shlex.join(parts)
-
-
 def record_command(run_root: str, command: str) -> None:
     """Append the command to `<run_root>/command.txt` once; `stackrl report` quotes the file."""
     path = Path(run_root) / "command.txt"
@@ -203,10 +178,13 @@ def run_matrix_benchmark(
     entries += [(f"user{i}", json.loads(p)) for i, p in enumerate(payoff_sets)]
     seed_list = [int(s) for s in seeds.split(",") if s != ""]
     method_list = [m for m in methods.split(",") if m]
-    record_command(
-        run_root,
-        bench_command(games, seeds, methods, payoff_sets, actors, inner_outer_factor, overrides, run_root),
-    )
+    # The command line that reproduces these runs, recorded in <run_root>/command.txt.
+    cmd = ["stackrl", "bench", "matrix", "--games", games, "--seeds", seeds, "--methods", methods]
+    cmd += [arg for p in payoff_sets for arg in ("--payoffs", p)]
+    cmd += ["--actors", str(actors)] if actors else []
+    cmd += ["--inner-outer-factor", f"{inner_outer_factor:g}"] if "inner_outer" in methods else []
+    cmd += [arg for o in overrides for arg in ("--set", o)]
+    record_command(run_root, shlex.join([*cmd, "--run-root", run_root]))
     rows = []
     total = len(entries) * len(seed_list) * len(method_list)
     with click.progressbar(length=total, label="bench matrix", file=click.get_text_stream("stderr")) as bar:
