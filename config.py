@@ -211,6 +211,10 @@ class LearnerConfig:
     """Decay entropy bonuses linearly to 0 over each phase: early exploration smooths the stationary
     best-response problem (whose policy-gradient landscape has local optima), late decay lets
     policies become deterministic."""
+    lr_anneal: bool = False
+    """Decay both learning rates linearly to 0 over each phase, so the last updates of a phase barely
+    move the policy: the follower that pretraining hands over and the leader that the run reports
+    are settled, not caught mid-step (most visible with policy lag, where late steps are noisiest)."""
     baseline_cost: float = 0.5
     clip_rho: float = 1.0
     """V-trace rho-bar (IMPALA)."""

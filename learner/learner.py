@@ -193,6 +193,10 @@ class Learner:
         if lc.entropy_anneal:
             entropy_cost *= self.schedule.phase_remaining()
         opt = self.optimizers[role]
+        if lc.lr_anneal:
+            base_lr = lc.lr_leader if role == LEADER else lc.lr_follower
+            for group in opt.param_groups:
+                group["lr"] = base_lr * self.schedule.phase_remaining()
         for _ in range(lc.epochs):
             loss, stats = actor_critic_loss(
                 net, tensors, lc, entropy_cost=entropy_cost, value_on_all_steps=role == LEADER
