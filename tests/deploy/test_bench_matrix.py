@@ -45,7 +45,8 @@ def test_bench_matrix_short(tmp_path, monkeypatch):
     assert data["rows"][0]["must_learn"] in (True, False)
 
 
-def _row(method, seed, steps, must_learn, total):
+def _row(method, seed, steps, must_learn, total, pretrain=0):
+    phases = {"0_pretrain": pretrain, "1_leader": total - pretrain} if pretrain else {"0_inner_outer": total}
     return {
         "game": "g",
         "method": method,
@@ -55,6 +56,7 @@ def _row(method, seed, steps, must_learn, total):
         "gap": 0.0 if steps is not None else 1.0,
         "steps_to_exact": steps,
         "env_steps_total": total,
+        "env_steps": {**phases, "total": total},
         "wall_seconds": 1.0,
         "must_learn": must_learn,
     }
@@ -74,9 +76,9 @@ def test_summary_ratio_over_seeds_where_the_leader_must_learn():
     """Seed 0's initial commitment is already optimal (the baseline reaches it after one follower
     training); seeds 1 and 2 must learn. The second ratio uses seeds 1 and 2 only."""
     rows = [
-        _row("meta", 0, 1000, False, 2000),
-        _row("meta", 1, 1200, True, 2000),
-        _row("meta", 2, 1400, True, 2000),
+        _row("meta", 0, 1000, False, 2000, pretrain=1100),
+        _row("meta", 1, 1200, True, 2000, pretrain=1100),
+        _row("meta", 2, 1400, True, 2000, pretrain=1100),
         _row("inner_outer", 0, 100, False, 20000),
         _row("inner_outer", 1, 15000, True, 20000),
         _row("inner_outer", 2, None, True, 20000),
@@ -86,10 +88,16 @@ def test_summary_ratio_over_seeds_where_the_leader_must_learn():
     assert line["must_learn_seeds"] == [1, 2]
     # medians over seeds 1, 2: meta 1300; inner-outer (15000, miss) -> miss -> 20000 / 1300
     assert line["ratio_must_learn"] == f">{20000 / 1300:.1f}"
+    # Amortised: meta counted after its 1100 pretraining steps, seeds 1, 2 -> median(100, 300) = 200.
+    assert line["ratio_amortized"] == f">{20000 / 200:.1f}"
+    rows[5] = _row("inner_outer", 2, 17000, True, 20000)
+    (line,) = summarise(rows, 10.0)
+    assert line["ratio_amortized"] == round(16000 / 200, 2)
     for r in rows:
         r["must_learn"] = False
     (line,) = summarise(rows, 10.0)
     assert line["must_learn_seeds"] == [] and line["ratio_must_learn"] is None
+    assert line["ratio_amortized"] is None
 
 
 def test_reuse_reads_configs_saved_before_a_key_existed(tmp_path):

@@ -11,7 +11,7 @@ from stackrl.deploy.report import steps_to_value, summarise_runs
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _run(root, game, method, seed, value, exact, history, wall, initial=(0, 0, 0, 0, 0)):
+def _run(root, game, method, seed, value, exact, history, wall, initial=(0, 0, 0, 0, 0), pretrain=0):
     d = root / "bench_matrix" / f"{game}_{method}_s{seed}"
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(f"name: {d.name}\nseed: {seed}\nenv:\n  name: {game}\n")
@@ -24,7 +24,11 @@ def _run(root, game, method, seed, value, exact, history, wall, initial=(0, 0, 0
         "leader_value": value,
         "follower_value": 20.0,
         "leader_answers": [1, 0, 0, 1, 1],
-        "env_steps": {"0_phase": total, "total": total},
+        "env_steps": (
+            {"0_pretrain": pretrain, "1_leader": total - pretrain, "total": total}
+            if pretrain
+            else {"0_phase": total, "total": total}
+        ),
         "steps_to_final": history[-1][0],
         "wall_seconds": wall,
         "exact_value": exact,
@@ -44,7 +48,17 @@ def _run(root, game, method, seed, value, exact, history, wall, initial=(0, 0, 0
 
 
 def _fake_runs(root):
-    _run(root, "prisoners_dilemma", "meta", 0, 31.0, 31.0, [(1000, 10.0), (2000, 31.0), (3000, 31.0)], 12.5)
+    _run(
+        root,
+        "prisoners_dilemma",
+        "meta",
+        0,
+        31.0,
+        31.0,
+        [(1000, 10.0), (2000, 31.0), (3000, 31.0)],
+        12.5,
+        pretrain=1500,
+    )
     optimal = (1, 0, 0, 1, 1)  # seed 1 starts from an optimal commitment: nothing to learn
     _run(
         root,
@@ -198,7 +212,7 @@ def test_report_writes_numbers_and_pngs(tmp_path):
         "11111",
         "Negative gap (value above the strong Stackelberg value): deadlock (observed, seed 0)",
         "seeds where the leader must learn",
-        "| 0 | 13.5 |",  # seed 0 only: inner-outer 27000 / meta 2000
+        "| 0 | 13.5 | 54 |",  # seed 0 only: inner-outer 27000 / meta 2000 (500 after pretraining)
         f"stackrl report --runs {runs}",
     ]:
         assert needle in text, needle
