@@ -173,12 +173,16 @@ def test_actor_reconnects_to_a_restarted_learner_and_acts_on_its_weights(tmp_pat
     loop2 = threading.Thread(target=second.run, kwargs={"progress": False}, daemon=True)
     loop2.start()
     try:
+        # Pushes retry on their own back-off and may reach the new learner before the weight stream
+        # reconnects; the actor must still notice the restart, register again and keep feeding it.
         deadline = time.monotonic() + 60
-        while second.learner.updates["follower_0"] < first.learner.updates["follower_0"] + 5:
+        while not ("re-established" in caplog.text and "registering again" in caplog.text):
+            assert time.monotonic() < deadline, f"the actor did not notice the restart\n{caplog.text}"
+            time.sleep(0.05)
+        after = second.learner.updates["follower_0"]
+        while second.learner.updates["follower_0"] < after + 5:
             assert time.monotonic() < deadline, "the actor did not come back"
             time.sleep(0.05)
-        text = caplog.text
-        assert "re-established" in text and "registering again" in text
         # It acted on the restored learner's weights: every version it reported is one this learner
         # published, none from the lost tail of the crashed learner.
         per_actor = second.stats.per_actor
