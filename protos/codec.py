@@ -22,6 +22,7 @@ import numpy as np
 from stackrl.config import ExperimentConfig
 from stackrl.learner.transport import Broadcast
 from stackrl.protos import stackrl_pb2 as pb
+from stackrl.protos.frame_delta import FrameDeltaError, join_stacks, split_stacks
 from stackrl.trajectory import Trajectory, TrajectorySpec
 
 DEFAULT_MAX_TENSOR_BYTES = 1 << 30
@@ -143,8 +144,19 @@ def _allowed() -> str:
 
 
 # -- trajectories -----------------------------------------------------------------------------------
-def encode_trajectory(traj: Trajectory, *, compress: bool = False) -> pb.TrajectoryMsg:
-    """Trajectory -> TrajectoryMsg (every array as a named Tensor field)."""
+def _is_frame_stack(obs: np.ndarray) -> bool:
+    """uint8 images stacked along the first observation axis: [T+1, B, S >= 2, H, W(, C)]."""
+    return obs.dtype == np.uint8 and obs.ndim >= 5 and obs.shape[2] >= 2
+
+
+def encode_trajectory(
+    traj: Trajectory, *, compress: bool = False, frame_delta: bool = True
+) -> pb.TrajectoryMsg:
+    """Trajectory -> TrajectoryMsg (every array as a named Tensor field).
+
+    With `frame_delta`, frame-stacked image observations travel once per frame
+    (`frame_delta.py`): lossless, about S times fewer observation bytes. When fewer than half of the
+    rows continue the previous row's stack (not a frame stack after all), `obs` goes whole."""
     unknown = set(traj.arrays) - set(ARRAY_FIELDS)
     if unknown:
         raise CodecError(f"trajectory has fields the wire format lacks: {sorted(unknown)}")
@@ -156,9 +168,39 @@ def encode_trajectory(traj: Trajectory, *, compress: bool = False) -> pb.Traject
         env_steps=traj.env_steps,
         episode_returns=encode_tensor(traj.episode_returns, name="episode_returns"),
     )
-    for name, arr in traj.arrays.items():
+    arrays = dict(traj.arrays)
+    obs = arrays.get("obs")
+    if frame_delta and obs is not None and _is_frame_stack(obs):
+        newest, rows, older = split_stacks(obs)
+        if 2 * len(rows) <= obs.shape[0] * obs.shape[1]:
+            arrays["obs"] = newest
+            msg.obs_restart_rows.CopyFrom(encode_tensor(rows, name="obs_restart_rows"))
+            msg.obs_restart_frames.CopyFrom(
+                encode_tensor(older, compress=compress, name="obs_restart_frames")
+            )
+    for name, arr in arrays.items():
         getattr(msg, name).CopyFrom(encode_tensor(arr, compress=compress, name=f"trajectory field {name!r}"))
     return msg
+
+
+def _decode_frame_delta(msg: pb.TrajectoryMsg, expected: tuple[tuple[int, ...], str] | None) -> np.ndarray:
+    """Rebuild frame-stacked `obs` from its newest frames and restart rows (checked, bounded)."""
+    shape, dtype = expected or (None, None)
+    if shape is not None and len(shape) < 5:
+        raise CodecError(f"trajectory field 'obs': frame-delta encoded, but {shape} is not a frame stack")
+    newest_shape = (*shape[:2], 1, *shape[3:]) if shape is not None else None
+    newest = decode_tensor(msg.obs, "trajectory field 'obs' (newest frames)", shape=newest_shape, dtype=dtype)
+    if not msg.HasField("obs_restart_frames"):
+        raise CodecError("trajectory field 'obs_restart_frames' is missing (obs_restart_rows is set)")
+    rows = decode_tensor(msg.obs_restart_rows, "trajectory field 'obs_restart_rows'", dtype="int64")
+    older_shape = (len(rows), shape[2] - 1, *shape[3:]) if shape is not None and rows.ndim == 1 else None
+    older = decode_tensor(
+        msg.obs_restart_frames, "trajectory field 'obs_restart_frames'", shape=older_shape, dtype=dtype
+    )
+    try:
+        return join_stacks(newest, rows, older, max_bytes=DEFAULT_MAX_TENSOR_BYTES)
+    except FrameDeltaError as e:
+        raise CodecError(f"trajectory field 'obs': {e}") from None
 
 
 def decode_trajectory(msg: pb.TrajectoryMsg, spec: TrajectorySpec | None = None) -> Trajectory:
@@ -177,6 +219,9 @@ def decode_trajectory(msg: pb.TrajectoryMsg, spec: TrajectorySpec | None = None)
         label = f"trajectory field {name!r}"
         if not msg.HasField(name):
             raise CodecError(f"{label} is missing")
+        if name == "obs" and msg.HasField("obs_restart_rows"):
+            arrays[name] = _decode_frame_delta(msg, expected.get(name))
+            continue
         shape, dtype = expected.get(name, (None, None))
         arrays[name] = decode_tensor(getattr(msg, name), label, shape=shape, dtype=dtype)
     if not msg.HasField("episode_returns"):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstackrl/protos/stackrl.proto\x12\x07stackrl\"o\n\x06Tensor\x12\x1d\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0e.stackrl.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12)\n\x0b\x63ompression\x18\x04 \x01(\x0e\x32\x14.stackrl.Compression\"0\n\x0fRegisterRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x03\"6\n\rRegisterReply\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\"\x94\x03\n\rTrajectoryMsg\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\x03\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x10\n\x08phase_id\x18\x04 \x01(\x03\x12\x11\n\tenv_steps\x18\x05 \x01(\x03\x12\x1c\n\x03obs\x18\x06 \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07\x61\x63tions\x18\x08 \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x1d\n\x04logp\x18\t \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07rewards\x18\n \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x1e\n\x05\x64ones\x18\x0b \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x1e\n\x05valid\x18\x0c \x01(\x0b\x32\x0f.stackrl.Tensor\x12(\n\x0f\x65pisode_returns\x18\r \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07\x65lapsed\x18\x0e \x01(\x0b\x32\x0f.stackrl.Tensor\"+\n\tPushReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"\x9e\x01\n\x0bRoleWeights\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x30\n\x06params\x18\x03 \x03(\x0b\x32 .stackrl.RoleWeights.ParamsEntry\x1a>\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.stackrl.Tensor:\x02\x38\x01\"\xbd\x02\n\x0c\x42roadcastMsg\x12\x10\n\x08phase_id\x18\x01 \x01(\x03\x12\x12\n\nphase_kind\x18\x02 \x01(\t\x12\x15\n\rleader_source\x18\x03 \x01(\t\x12\x12\n\nsend_roles\x18\x04 \x03(\t\x12\x18\n\x10\x66ollower_context\x18\x05 \x01(\x08\x12%\n\x0cleader_table\x18\x06 \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x35\n\x08versions\x18\x07 \x03(\x0b\x32#.stackrl.BroadcastMsg.VersionsEntry\x12%\n\x07weights\x18\x08 \x03(\x0b\x32\x14.stackrl.RoleWeights\x12\x0c\n\x04\x64one\x18\t \x01(\x08\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\"\n\x0eWeightsRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x03\"\x0f\n\rStatusRequest\"\xb4\x02\n\x0bStatusReply\x12\x11\n\tenv_steps\x18\x01 \x01(\x03\x12\x34\n\x08versions\x18\x02 \x03(\x0b\x32\".stackrl.StatusReply.VersionsEntry\x12\x10\n\x08phase_id\x18\x03 \x01(\x03\x12\x12\n\nphase_kind\x18\x04 \x01(\t\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\x03\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\x12\x1d\n\x15trajectories_received\x18\x07 \x01(\x03\x12\x10\n\x08rejected\x18\x08 \x01(\x03\x12\x19\n\x11\x61\x63tors_registered\x18\t \x01(\x03\x12\x16\n\x0e\x62ytes_received\x18\n \x01(\x03\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*\x85\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x42OOL\x10\x01\x12\t\n\x05UINT8\x10\x02\x12\x08\n\x04INT8\x10\x03\x12\t\n\x05INT16\x10\x04\x12\t\n\x05INT32\x10\x05\x12\t\n\x05INT64\x10\x06\x12\x0b\n\x07\x46LOAT16\x10\x07\x12\x0b\n\x07\x46LOAT32\x10\x08\x12\x0b\n\x07\x46LOAT64\x10\t*!\n\x0b\x43ompression\x12\x08\n\x04NONE\x10\x00\x12\x08\n\x04ZLIB\x10\x01\x32\x84\x02\n\x07Learner\x12<\n\x08Register\x12\x18.stackrl.RegisterRequest\x1a\x16.stackrl.RegisterReply\x12@\n\x10PushTrajectories\x12\x16.stackrl.TrajectoryMsg\x1a\x12.stackrl.PushReply(\x01\x12\x41\n\rStreamWeights\x12\x17.stackrl.WeightsRequest\x1a\x15.stackrl.BroadcastMsg0\x01\x12\x36\n\x06Status\x12\x16.stackrl.StatusRequest\x1a\x14.stackrl.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstackrl/protos/stackrl.proto\x12\x07stackrl\"o\n\x06Tensor\x12\x1d\n\x05\x64type\x18\x01 \x01(\x0e\x32\x0e.stackrl.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12)\n\x0b\x63ompression\x18\x04 \x01(\x0e\x32\x14.stackrl.Compression\"0\n\x0fRegisterRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x03\"6\n\rRegisterReply\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\"\xec\x03\n\rTrajectoryMsg\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\x03\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x10\n\x08phase_id\x18\x04 \x01(\x03\x12\x11\n\tenv_steps\x18\x05 \x01(\x03\x12\x1c\n\x03obs\x18\x06 \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07\x61\x63tions\x18\x08 \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x1d\n\x04logp\x18\t \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07rewards\x18\n \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x1e\n\x05\x64ones\x18\x0b \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x1e\n\x05valid\x18\x0c \x01(\x0b\x32\x0f.stackrl.Tensor\x12(\n\x0f\x65pisode_returns\x18\r \x01(\x0b\x32\x0f.stackrl.Tensor\x12 \n\x07\x65lapsed\x18\x0e \x01(\x0b\x32\x0f.stackrl.Tensor\x12)\n\x10obs_restart_rows\x18\x0f \x01(\x0b\x32\x0f.stackrl.Tensor\x12+\n\x12obs_restart_frames\x18\x10 \x01(\x0b\x32\x0f.stackrl.Tensor\"+\n\tPushReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"\x9e\x01\n\x0bRoleWeights\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x30\n\x06params\x18\x03 \x03(\x0b\x32 .stackrl.RoleWeights.ParamsEntry\x1a>\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.stackrl.Tensor:\x02\x38\x01\"\xbd\x02\n\x0c\x42roadcastMsg\x12\x10\n\x08phase_id\x18\x01 \x01(\x03\x12\x12\n\nphase_kind\x18\x02 \x01(\t\x12\x15\n\rleader_source\x18\x03 \x01(\t\x12\x12\n\nsend_roles\x18\x04 \x03(\t\x12\x18\n\x10\x66ollower_context\x18\x05 \x01(\x08\x12%\n\x0cleader_table\x18\x06 \x01(\x0b\x32\x0f.stackrl.Tensor\x12\x35\n\x08versions\x18\x07 \x03(\x0b\x32#.stackrl.BroadcastMsg.VersionsEntry\x12%\n\x07weights\x18\x08 \x03(\x0b\x32\x14.stackrl.RoleWeights\x12\x0c\n\x04\x64one\x18\t \x01(\x08\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\"\n\x0eWeightsRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x03\"\x0f\n\rStatusRequest\"\xb4\x02\n\x0bStatusReply\x12\x11\n\tenv_steps\x18\x01 \x01(\x03\x12\x34\n\x08versions\x18\x02 \x03(\x0b\x32\".stackrl.StatusReply.VersionsEntry\x12\x10\n\x08phase_id\x18\x03 \x01(\x03\x12\x12\n\nphase_kind\x18\x04 \x01(\t\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\x03\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\x12\x1d\n\x15trajectories_received\x18\x07 \x01(\x03\x12\x10\n\x08rejected\x18\x08 \x01(\x03\x12\x19\n\x11\x61\x63tors_registered\x18\t \x01(\x03\x12\x16\n\x0e\x62ytes_received\x18\n \x01(\x03\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*\x85\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x42OOL\x10\x01\x12\t\n\x05UINT8\x10\x02\x12\x08\n\x04INT8\x10\x03\x12\t\n\x05INT16\x10\x04\x12\t\n\x05INT32\x10\x05\x12\t\n\x05INT64\x10\x06\x12\x0b\n\x07\x46LOAT16\x10\x07\x12\x0b\n\x07\x46LOAT32\x10\x08\x12\x0b\n\x07\x46LOAT64\x10\t*!\n\x0b\x43ompression\x12\x08\n\x04NONE\x10\x00\x12\x08\n\x04ZLIB\x10\x01\x32\x84\x02\n\x07Learner\x12<\n\x08Register\x12\x18.stackrl.RegisterRequest\x1a\x16.stackrl.RegisterReply\x12@\n\x10PushTrajectories\x12\x16.stackrl.TrajectoryMsg\x1a\x12.stackrl.PushReply(\x01\x12\x41\n\rStreamWeights\x12\x17.stackrl.WeightsRequest\x1a\x15.stackrl.BroadcastMsg0\x01\x12\x36\n\x06Status\x12\x16.stackrl.StatusRequest\x1a\x14.stackrl.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BROADCASTMSG_VERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_STATUSREPLY_VERSIONSENTRY']._loaded_options = None
   _globals['_STATUSREPLY_VERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=1558
-  _globals['_DTYPE']._serialized_end=1691
-  _globals['_COMPRESSION']._serialized_start=1693
-  _globals['_COMPRESSION']._serialized_end=1726
+  _globals['_DTYPE']._serialized_start=1646
+  _globals['_DTYPE']._serialized_end=1779
+  _globals['_COMPRESSION']._serialized_start=1781
+  _globals['_COMPRESSION']._serialized_end=1814
   _globals['_TENSOR']._serialized_start=41
   _globals['_TENSOR']._serialized_end=152
   _globals['_REGISTERREQUEST']._serialized_start=154
@@ -48,25 +48,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREPLY']._serialized_start=204
   _globals['_REGISTERREPLY']._serialized_end=258
   _globals['_TRAJECTORYMSG']._serialized_start=261
-  _globals['_TRAJECTORYMSG']._serialized_end=665
-  _globals['_PUSHREPLY']._serialized_start=667
-  _globals['_PUSHREPLY']._serialized_end=710
-  _globals['_ROLEWEIGHTS']._serialized_start=713
-  _globals['_ROLEWEIGHTS']._serialized_end=871
-  _globals['_ROLEWEIGHTS_PARAMSENTRY']._serialized_start=809
-  _globals['_ROLEWEIGHTS_PARAMSENTRY']._serialized_end=871
-  _globals['_BROADCASTMSG']._serialized_start=874
-  _globals['_BROADCASTMSG']._serialized_end=1191
-  _globals['_BROADCASTMSG_VERSIONSENTRY']._serialized_start=1144
-  _globals['_BROADCASTMSG_VERSIONSENTRY']._serialized_end=1191
-  _globals['_WEIGHTSREQUEST']._serialized_start=1193
-  _globals['_WEIGHTSREQUEST']._serialized_end=1227
-  _globals['_STATUSREQUEST']._serialized_start=1229
-  _globals['_STATUSREQUEST']._serialized_end=1244
-  _globals['_STATUSREPLY']._serialized_start=1247
-  _globals['_STATUSREPLY']._serialized_end=1555
-  _globals['_STATUSREPLY_VERSIONSENTRY']._serialized_start=1144
-  _globals['_STATUSREPLY_VERSIONSENTRY']._serialized_end=1191
-  _globals['_LEARNER']._serialized_start=1729
-  _globals['_LEARNER']._serialized_end=1989
+  _globals['_TRAJECTORYMSG']._serialized_end=753
+  _globals['_PUSHREPLY']._serialized_start=755
+  _globals['_PUSHREPLY']._serialized_end=798
+  _globals['_ROLEWEIGHTS']._serialized_start=801
+  _globals['_ROLEWEIGHTS']._serialized_end=959
+  _globals['_ROLEWEIGHTS_PARAMSENTRY']._serialized_start=897
+  _globals['_ROLEWEIGHTS_PARAMSENTRY']._serialized_end=959
+  _globals['_BROADCASTMSG']._serialized_start=962
+  _globals['_BROADCASTMSG']._serialized_end=1279
+  _globals['_BROADCASTMSG_VERSIONSENTRY']._serialized_start=1232
+  _globals['_BROADCASTMSG_VERSIONSENTRY']._serialized_end=1279
+  _globals['_WEIGHTSREQUEST']._serialized_start=1281
+  _globals['_WEIGHTSREQUEST']._serialized_end=1315
+  _globals['_STATUSREQUEST']._serialized_start=1317
+  _globals['_STATUSREQUEST']._serialized_end=1332
+  _globals['_STATUSREPLY']._serialized_start=1335
+  _globals['_STATUSREPLY']._serialized_end=1643
+  _globals['_STATUSREPLY_VERSIONSENTRY']._serialized_start=1232
+  _globals['_STATUSREPLY_VERSIONSENTRY']._serialized_end=1279
+  _globals['_LEARNER']._serialized_start=1817
+  _globals['_LEARNER']._serialized_end=2077
 # @@protoc_insertion_point(module_scope)

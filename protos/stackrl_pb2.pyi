@@ -66,7 +66,7 @@ class RegisterReply(_message.Message):
     def __init__(self, actor_id: _Optional[int] = ..., config_yaml: _Optional[str] = ...) -> None: ...
 
 class TrajectoryMsg(_message.Message):
-    __slots__ = ("role", "actor_id", "version", "phase_id", "env_steps", "obs", "context", "actions", "logp", "rewards", "dones", "valid", "episode_returns", "elapsed")
+    __slots__ = ("role", "actor_id", "version", "phase_id", "env_steps", "obs", "context", "actions", "logp", "rewards", "dones", "valid", "episode_returns", "elapsed", "obs_restart_rows", "obs_restart_frames")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,8 @@ class TrajectoryMsg(_message.Message):
     VALID_FIELD_NUMBER: _ClassVar[int]
     EPISODE_RETURNS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_FIELD_NUMBER: _ClassVar[int]
+    OBS_RESTART_ROWS_FIELD_NUMBER: _ClassVar[int]
+    OBS_RESTART_FRAMES_FIELD_NUMBER: _ClassVar[int]
     role: str
     actor_id: int
     version: int
@@ -95,7 +97,9 @@ class TrajectoryMsg(_message.Message):
     valid: Tensor
     episode_returns: Tensor
     elapsed: Tensor
-    def __init__(self, role: _Optional[str] = ..., actor_id: _Optional[int] = ..., version: _Optional[int] = ..., phase_id: _Optional[int] = ..., env_steps: _Optional[int] = ..., obs: _Optional[_Union[Tensor, _Mapping]] = ..., context: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., logp: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., dones: _Optional[_Union[Tensor, _Mapping]] = ..., valid: _Optional[_Union[Tensor, _Mapping]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., elapsed: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    obs_restart_rows: Tensor
+    obs_restart_frames: Tensor
+    def __init__(self, role: _Optional[str] = ..., actor_id: _Optional[int] = ..., version: _Optional[int] = ..., phase_id: _Optional[int] = ..., env_steps: _Optional[int] = ..., obs: _Optional[_Union[Tensor, _Mapping]] = ..., context: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., logp: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., dones: _Optional[_Union[Tensor, _Mapping]] = ..., valid: _Optional[_Union[Tensor, _Mapping]] = ..., episode_returns: _Optional[_Union[Tensor, _Mapping]] = ..., elapsed: _Optional[_Union[Tensor, _Mapping]] = ..., obs_restart_rows: _Optional[_Union[Tensor, _Mapping]] = ..., obs_restart_frames: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PushReply(_message.Message):
     __slots__ = ("accepted", "done")
