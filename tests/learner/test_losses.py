@@ -7,12 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from stackrl.actors.actor import Actor
 from stackrl.config import ActorConfig, EnvConfig, ExperimentConfig, PhaseConfig, ScheduleConfig
 from stackrl.envs.base import LEADER
 from stackrl.learner import losses
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import InProcessTransport
 from stackrl.learner.update import actor_critic_loss
 
 F0 = "follower_0"
@@ -149,7 +147,7 @@ class Recording(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def unroll():
+def unroll(in_process_actor):
     """One unroll of T = 15 (one whole extended episode: 5 query + 10 play steps), every role sent."""
     cfg = ExperimentConfig(
         env=EnvConfig(name="prisoners_dilemma", num_games=6),
@@ -157,10 +155,7 @@ def unroll():
         schedule=ScheduleConfig(phases=[PhaseConfig("leader", 10_000, finetune_followers=True)]),
     )
     learner = Learner(cfg)
-    transport = InProcessTransport()
-    actor = Actor(cfg, 0, transport.actor())
-    transport.publish(learner.broadcast())
-    actor.wait_for_broadcast(1.0)
+    actor, _ = in_process_actor(learner)
     trajs = {t.role: t for t in actor.unroll()}
     assert set(trajs) == {LEADER, F0}
     return cfg, learner, trajs

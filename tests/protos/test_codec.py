@@ -6,10 +6,9 @@ import zlib
 
 import numpy as np
 import pytest
-from stackrl.actors.actor import Actor
 from stackrl.config import ExperimentConfig
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import Broadcast, InProcessTransport
+from stackrl.learner.transport import Broadcast
 from stackrl.protos import codec
 
 DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64"]
@@ -27,14 +26,10 @@ def small_cfg(**env) -> ExperimentConfig:
 
 
 @pytest.fixture(scope="module")
-def unroll():
+def unroll(in_process_actor):
     """A real unroll (leader and follower trajectories) and the broadcast that produced it."""
-    cfg = small_cfg()
-    learner = Learner(cfg)
-    transport = InProcessTransport()
-    actor = Actor(cfg, 3, transport.actor())
-    transport.publish(learner.broadcast())
-    actor.wait_for_broadcast(1.0)
+    learner = Learner(small_cfg())
+    actor, _ = in_process_actor(learner, actor_id=3)
     return actor, learner.broadcast(), actor.unroll()
 
 

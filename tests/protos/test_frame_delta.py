@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from stackrl.actors.actor import Actor
 from stackrl.config import ExperimentConfig, apply_overrides
 from stackrl.deploy.presets import load_experiment
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import InProcessTransport
 from stackrl.protos import codec
 from stackrl.protos.frame_delta import FrameDeltaError, join_stacks, split_stacks
 
@@ -64,7 +62,7 @@ def test_parts_that_do_not_fit_are_rejected(edit, match):
 
 
 @pytest.fixture(scope="module")
-def atari_unroll():
+def atari_unroll(in_process_actor):
     """A real follower unroll of Space Invaders pricing with episodes cut every 15 agent steps, so
     several games restart their frame stack inside the 40-step unroll."""
     pytest.importorskip("envpool")
@@ -74,10 +72,7 @@ def atari_unroll():
     overrides = ["env.num_games=3", "env.num_threads=1", "env.max_episode_steps=15", "actor.unroll_length=40"]
     cfg = ExperimentConfig.from_dict(apply_overrides(data, overrides))
     learner = Learner(cfg)
-    transport = InProcessTransport()
-    actor = Actor(cfg, 0, transport.actor())
-    transport.publish(learner.broadcast())
-    actor.wait_for_broadcast(5.0)
+    actor, _ = in_process_actor(learner)
     trajs = actor.unroll()
     actor.env.close()
     learner.close()
@@ -120,15 +115,11 @@ def test_malformed_frame_delta_messages_are_rejected_naming_the_field(atari_unro
         codec.decode_trajectory(msg, specs["follower_0"])
 
 
-def test_frame_delta_on_a_role_without_image_stacks_is_rejected():
+def test_frame_delta_on_a_role_without_image_stacks_is_rejected(in_process_actor):
     cfg = ExperimentConfig.from_dict(
         {"name": "fd", "env": {"name": "stag_hunt", "num_games": 2}, "actor": {"unroll_length": 3}}
     )
-    learner = Learner(cfg)
-    transport = InProcessTransport()
-    actor = Actor(cfg, 0, transport.actor())
-    transport.publish(learner.broadcast())
-    actor.wait_for_broadcast(1.0)
+    actor, _ = in_process_actor(Learner(cfg))
     traj = next(t for t in actor.unroll() if t.role == "follower_0")
     msg = codec.encode_trajectory(traj)
     assert not msg.HasField("obs_restart_rows")  # [T+1, B] integer observations go whole
