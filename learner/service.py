@@ -270,14 +270,18 @@ class LearnerServer:
         if self.closing:
             return
         self.closing = True
-        self.publisher.publish(dataclasses.replace(self.learner.broadcast(), done=True))
-        deadline = time.monotonic() + grace_s
-        while self._server is not None and self.servicer.open_streams and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.publisher.close()
-        if self._server is not None:
-            self._server.stop(grace=1.0).wait()
-        self.learner.close()
+        try:
+            self.publisher.publish(dataclasses.replace(self.learner.broadcast(), done=True))
+            deadline = time.monotonic() + grace_s
+            while self._server is not None and self.servicer.open_streams and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            # Even if a signal interrupts the drain: a second close() returns at once, so this one
+            # must stop the server, or its worker threads keep the interpreter from exiting.
+            self.publisher.close()
+            if self._server is not None:
+                self._server.stop(grace=1.0).wait()
+            self.learner.close()
 
 
 @dataclass

@@ -52,12 +52,15 @@ def test_an_actor_that_fails_stops_the_run_and_no_child_is_left():
 
 
 LAUNCHER = """
+import faulthandler
 import logging
+import signal
 from stackrl.config import ExperimentConfig
 from stackrl.deploy.launch import run_local
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    faulthandler.register(signal.SIGUSR1)  # the test asks for every thread's stack if it hangs
     cfg = ExperimentConfig.from_dict({"name": "sig", "env": {"name": "stag_hunt", "num_games": 8},
                                       "actor": {"num_actors": 2},
                                       "schedule": {"phases": [{"kind": "pretrain", "env_steps": 10**9}]}})
@@ -89,7 +92,15 @@ def test_a_signal_stops_the_launcher_and_its_actor_processes(tmp_path, sig):
         ]
         assert len(children) >= 2
         proc.send_signal(sig)
-        assert proc.wait(timeout=60) != 0
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            pytest.fail(
+                f"the launcher did not exit within 60 s of {sig!r}; its log and stacks:\n{log.read_text()}"
+            )
+        assert code != 0
         # The launcher told the actors the run is over (they did not just die with their parent).
         assert log.read_text().count("the learner ended the run") == 2, log.read_text()
         for pid in children:
