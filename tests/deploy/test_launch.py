@@ -61,6 +61,10 @@ from stackrl.deploy.launch import run_local
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     faulthandler.register(signal.SIGUSR1)  # the test asks for every thread's stack if it hangs
+    # A foreground command in a terminal gets Ctrl-C; a background job of a non-interactive shell
+    # (how CI or a script may start pytest) inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler. Start from the terminal's disposition whatever ran the tests.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = ExperimentConfig.from_dict({"name": "sig", "env": {"name": "stag_hunt", "num_games": 8},
                                       "actor": {"num_actors": 2},
                                       "schedule": {"phases": [{"kind": "pretrain", "env_steps": 10**9}]}})
