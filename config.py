@@ -37,6 +37,9 @@ class EnvConfig:
     """User bimatrix `[a_L][a_F] = [r_L, r_F]` (any number of actions); overrides a named game's table."""
     episode_length: int | None = None
     """Play steps per episode; None takes the game's own (10 for the iterated games, 1 for one-shot)."""
+    memory: str = "full"
+    """Matrix games: what a player observes. `full`: the previous joint action (5 states in 2x2),
+    `small`: the other player's previous action (3), `none`: nothing (1; the repeated one-shot game)."""
     num_games: int = 64
     """B: games stepped together in one actor process."""
     queries: str = "hidden"
@@ -80,7 +83,7 @@ class EnvConfig:
     probe_path: str | None = None
     """probe: .npz file holding the run's probe set: written if absent, else loaded (resume)."""
     probe_hash: str | None = None
-    """probe: sha256 the probe set must have (`python -m stackrl.envs.probe <preset>` prints it)."""
+    """probe: sha256 the probe set must have (`stackrl probe-hash <preset>` prints it)."""
     frame_skip: int = 1
     """PettingZoo games: env steps per agent step (actions repeated, rewards summed)."""
     follower_last_action: bool = False
@@ -94,6 +97,11 @@ class EnvConfig:
             self.queries in ("hidden", "observed"),
             "env.queries",
             f"must be 'hidden' or 'observed', got {self.queries!r}",
+        )
+        _require(
+            self.memory in ("full", "small", "none"),
+            "env.memory",
+            f"must be 'full', 'small' or 'none', got {self.memory!r}",
         )
         _require(
             self.episode_length is None or self.episode_length >= 1,
@@ -144,14 +152,6 @@ class EnvConfig:
                 and all(isinstance(c, list) and len(c) == 2 for row in p for c in row)
             )
             _require(ok, "env.payoffs", "must be a rectangular [n_L][n_F][2] list of (r_L, r_F) pairs")
-        from stackrl.envs import factory  # lazy: the env modules import this one
-
-        _require(
-            factory.is_matrix_game(self) or factory.is_pettingzoo(self) or self.name in factory.ATARI_GAMES,
-            "env.name",
-            f"unknown game {self.name!r}; known: "
-            + ", ".join([*factory.GAMES, "matrix", *factory.ATARI_GAMES, "pettingzoo"]),
-        )
 
 
 @dataclass
@@ -270,6 +270,11 @@ class PhaseConfig:
     """alternate: m leader updates per cycle."""
     finetune_followers: bool = False
     """leader: followers keep learning (on the same trajectories) while the leader learns."""
+    restarts: int = 1
+    """leader: split the budget into this many trainings of a fresh leader network against the same
+    followers, one after another; the run keeps the leader whose greedy commitment evaluated best.
+    A contextual follower makes each restart cheap, and a restart escapes the local optima a single
+    policy-gradient leader settles in (a small leader population, in sequence)."""
     inner_patience: int = 4
     """inner_outer: follower updates without improvement before its training counts as converged."""
     inner_min_updates: int = 4
@@ -289,6 +294,15 @@ class PhaseConfig:
         for name in ("follower_updates", "leader_updates", "inner_patience", "outer_batch"):
             _require(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
         _require(self.inner_min_updates >= 0, f"{key}.inner_min_updates", "must be >= 0")
+        _require(self.restarts >= 1, f"{key}.restarts", f"must be >= 1, got {self.restarts}")
+        _require(
+            self.restarts == 1 or self.kind == "leader", f"{key}.restarts", "only a `leader` phase restarts"
+        )
+        _require(
+            self.env_steps >= self.restarts,
+            f"{key}.restarts",
+            f"{self.restarts} restarts need at least as many env steps, got {self.env_steps}",
+        )
         _require(self.stop_when_frozen >= 0, f"{key}.stop_when_frozen", "must be >= 0")
         _require(self.inner_tolerance >= 0, f"{key}.inner_tolerance", "must be >= 0")
 

@@ -17,7 +17,7 @@ from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, make_stackelberg_env
 from stackrl.envs.query_phase import StackelbergObs
 from stackrl.learner.models import build_networks
-from stackrl.learner.transport import ActorEndpoint, Broadcast
+from stackrl.protos.transport import ActorEndpoint, Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The actor's side of the gRPC transport: register, push unrolls, keep the newest weights.
 
-`GrpcActorEndpoint` implements `ActorEndpoint` (learner/transport.py), so `Actor` runs unchanged
+`GrpcActorEndpoint` implements `ActorEndpoint` (protos/transport.py), so `Actor` runs unchanged
 over the network. A background thread consumes the `StreamWeights` stream and merges the per-role
 weights it carries, so `poll()` always returns a broadcast holding every role's latest weights.
 When the learner cannot be reached, calls are retried with exponential back-off and one log line
@@ -22,10 +22,9 @@ from typing import TypeVar
 import grpc
 import numpy as np
 from stackrl.config import ExperimentConfig
-from stackrl.learner.security import auth_metadata
-from stackrl.learner.transport import Broadcast
-from stackrl.protos import codec
-from stackrl.protos import stackrl_pb2_grpc as rpc
+from stackrl.protos import codec, rpc
+from stackrl.protos.security import auth_metadata
+from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory
 
 log = logging.getLogger(__name__)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 
 import click
-from stackrl.config import ConfigError, ExperimentConfig, apply_overrides
-from stackrl.deploy.presets import load_experiment
+from stackrl.config import ConfigError, ExperimentConfig
+from stackrl.runners.presets import build_config
 
 
 def _fail(msg: str) -> None:
@@ -67,24 +68,22 @@ def _build_config(
     actors: int | None,
     overrides: tuple[str, ...],
 ) -> ExperimentConfig:
-    try:
-        data = load_experiment(experiment, method=method)
-        if payoffs is not None:
-            data["env"]["name"] = "matrix"
-            data["env"]["payoffs"] = json.loads(payoffs)
-        if seed is not None:
-            data["seed"] = seed
-        if actors is not None:
-            data["actor"]["num_actors"] = actors
-        data = apply_overrides(data, list(overrides))
-        if name is not None:
-            data["name"] = name
-        elif payoffs is not None or seed is not None or method is not None:
-            data["name"] = f"{data['name']}_{data.get('method_tag', method or 'meta')}_s{data['seed']}"
-        data.pop("method_tag", None)
-        return ExperimentConfig.from_dict(data)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--payoffs is not valid JSON: {e}") from None
+    fields: dict = {"env": {}, "actor": {}}
+    if payoffs is not None:
+        try:
+            fields["env"] = {"name": "matrix", "payoffs": json.loads(payoffs)}
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--payoffs is not valid JSON: {e}") from None
+    if seed is not None:
+        fields["seed"] = seed
+    if actors is not None:
+        fields["actor"]["num_actors"] = actors
+    cfg = build_config(experiment, method=method, fields=fields, overrides=overrides)
+    if name is not None:
+        return dataclasses.replace(cfg, name=name)
+    if payoffs is not None or seed is not None or method is not None:
+        return dataclasses.replace(cfg, name=f"{cfg.name}_{method or 'meta'}_s{cfg.seed}")
+    return cfg
 
 
 @main.command()
@@ -126,8 +125,8 @@ def train(
     if resume_dir is not None:
         if experiment is not None or any(v for v in (payoffs, seed, method, actors, name, overrides, serial)):
             _fail("--resume takes the run's own config: give no EXPERIMENT or other run options")
-        from stackrl.deploy.launch import resume_config
         from stackrl.learner.checkpoint import CheckpointError
+        from stackrl.runners.launch import resume_config
 
         try:
             cfg, run_dir = resume_config(resume_dir)
@@ -143,12 +142,12 @@ def train(
         run_dir = cfg.run_dir
     click.echo(f"run directory: {run_dir}", err=True)
     if serial:
-        from stackrl.deploy.serial import run_serial
+        from stackrl.runners.serial import run_serial
 
         result = run_serial(cfg, run_dir, progress=not no_progress)
     else:
-        from stackrl.deploy.launch import LaunchError, run_local
         from stackrl.learner.checkpoint import CheckpointError
+        from stackrl.runners.launch import LaunchError, run_local
 
         try:
             result = run_local(cfg, run_dir, progress=not no_progress, resume=resume_dir is not None)
@@ -167,13 +166,28 @@ def bench() -> None:
 
 
 @bench.command("matrix")
-@click.option("--games", default="all", help="Comma-separated games, or `all` (the 12 benchmark games).")
-@click.option("--seeds", default="0,1,2", help="Comma-separated seeds.")
-@click.option("--methods", default="meta,inner_outer", help="Comma-separated methods.")
+@click.option(
+    "--games", default=None, help="Comma-separated games, or `all` (default: all, unless --random/--payoffs)."
+)
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option(
+    "--methods", default=None, help="Comma-separated methods (default: meta,inner_outer; meta with --random)."
+)
 @click.option("--payoffs", "payoff_sets", multiple=True, help="Extra user bimatrix (JSON); repeatable.")
+@click.option("--random", "random_games", type=int, default=0, help="Add N random 2x2 games (payoffs 0-9).")
+@click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random suite.")
+@click.option(
+    "--memory",
+    type=click.Choice(["full", "small", "none"]),
+    default="full",
+    show_default=True,
+    help="What players observe: the previous joint action, the other's last action, nothing.",
+)
 @click.option(
     "--actors", type=int, default=0, help="0: serial in-process runs; N: the distributed path with N actors."
 )
+@click.option("--serial", is_flag=True, help="Serial in-process runs (the default; excludes --actors).")
+@click.option("--background-load", is_flag=True, help="One low-priority busy process per core while it runs.")
 @click.option(
     "--inner-outer-factor", type=float, default=10.0, help="inner_outer budget as a multiple of meta's."
 )
@@ -183,24 +197,23 @@ def bench() -> None:
 @click.option(
     "--reuse", is_flag=True, help="Read back finished runs whose config is unchanged (resume a benchmark)."
 )
-def bench_matrix(
-    games: str,
-    seeds: str,
-    methods: str,
-    payoff_sets: tuple[str, ...],
-    actors: int,
-    inner_outer_factor: float,
-    json_path: str | None,
-    overrides: tuple[str, ...],
-    run_root: str,
-    reuse: bool,
-) -> None:
-    """All iterated matrix games x seeds x {meta, inner_outer}: exact vs achieved value, steps, time."""
-    from stackrl.deploy.bench_matrix import run_matrix_benchmark
+def bench_matrix(random_games: int, serial: bool, methods: str | None, **options) -> None:
+    """Matrix games x seeds x methods against the exact solver: the 12 named games and/or a random suite.
 
-    run_matrix_benchmark(
-        games, seeds, methods, payoff_sets, actors, inner_outer_factor, json_path, overrides, run_root, reuse
-    )
+    Reports the exact vs achieved value, env steps and time; with --random, the suite's exact rate
+    and its misses split into follower errors and leader errors."""
+    from stackrl.experiments.bench_matrix import MatrixBench, run_matrix_benchmark
+
+    if serial and options["actors"]:
+        _fail("--serial and --actors exclude each other")
+    if options["random_seed"] < 0 or random_games < 0:
+        _fail("--random and --random-seed must be >= 0")
+    default_methods = "meta" if random_games and options["games"] is None else "meta,inner_outer"
+    bench = MatrixBench(random=random_games, methods=methods or default_methods, **options)
+    try:
+        run_matrix_benchmark(bench)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
 
 
 @main.command()
@@ -234,8 +247,8 @@ def learner(
     """Serve EXPERIMENT's learner over gRPC until its schedule ends; actors join with `stackrl actor`."""
     import dataclasses
 
-    from stackrl.learner.security import ServiceConfigError
     from stackrl.learner.service import serve_learner
+    from stackrl.protos.security import ServiceConfigError
 
     try:
         cfg = _build_config(experiment, None, seed, None, name, None, overrides)
@@ -315,8 +328,8 @@ def bench_throughput(
     overrides: tuple[str, ...],
 ) -> None:
     """Distributed-path throughput per actor count: steps/s, policy lag, bytes/step, CPU per process."""
-    from stackrl.deploy.bench_throughput import run_throughput_benchmark
-    from stackrl.deploy.launch import LaunchError
+    from stackrl.experiments.bench_throughput import run_throughput_benchmark
+    from stackrl.runners.launch import LaunchError
 
     try:
         counts = [int(a) for a in actors.split(",") if a.strip()]
@@ -349,8 +362,8 @@ def bench_atari(
 ) -> None:
     """Atari pricing: raw env, actor inference and learner rates, the 2-core limit they imply, and the
     end-to-end training rate (1 learner + actors over gRPC) as a fraction of it."""
-    from stackrl.deploy.bench_atari import run_atari_benchmark
-    from stackrl.deploy.launch import LaunchError
+    from stackrl.experiments.bench_atari import run_atari_benchmark
+    from stackrl.runners.launch import LaunchError
 
     try:
         run_atari_benchmark(env_name, seconds, warmup, actors, json_path, overrides)
@@ -375,7 +388,7 @@ def eval_run(
     run_dir: str, episodes: int, regret_steps: int, max_steps: int, greedy: bool, json_path: str | None
 ) -> None:
     """Evaluate an Atari pricing run: per-price fire rates, leader vs constant prices, follower regret."""
-    from stackrl.learner.atari_eval import format_report, run_eval
+    from stackrl.experiments.atari_eval import format_report, run_eval
     from stackrl.learner.checkpoint import CheckpointError
 
     try:
@@ -396,7 +409,7 @@ def eval_run(
 @click.option("--figures", default=None, help="Folder for the PNG figures (default: <out dir>/figures).")
 def report(roots: tuple[str, ...], out: str, figures: str | None) -> None:
     """Regenerate docs/results.md (tables and PNG figures) from run directories."""
-    from stackrl.deploy.report import generate
+    from stackrl.experiments.report import generate
 
     path = generate(list(roots) or ["runs"], out, figures)
     click.echo(f"wrote {path}")
@@ -409,7 +422,7 @@ def report(roots: tuple[str, ...], out: str, figures: str | None) -> None:
 @click.option("--out", default="runs/divergence", show_default=True, help="Run root (writes <out>/<game>/).")
 def divergence(game: str, budget: int, seeds: str, out: str) -> None:
     """Theorem 2 demo: naive RL leader vs a follower reading its parameters, against the query construction."""
-    from stackrl.learner.divergence import run_demo
+    from stackrl.experiments.divergence import run_demo
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     command = f"stackrl divergence --game {game} --budget {budget} --seeds {seeds} --out {out}"
@@ -436,7 +449,7 @@ def divergence(game: str, budget: int, seeds: str, out: str) -> None:
 @click.option("--set", "overrides", multiple=True, help="Config override applied to every training run.")
 def ablation(name: str, games: str, seeds: str, out: str, overrides: tuple[str, ...]) -> None:
     """Query ablations: hidden vs observed queries, invariant vs non-invariant leader, follower oracles."""
-    from stackrl.deploy.ablations import run_ablation
+    from stackrl.experiments.ablations import run_ablation
 
     game_list = [g for g in games.split(",") if g]
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -454,6 +467,25 @@ def ablation(name: str, games: str, seeds: str, out: str, overrides: tuple[str, 
             f"{r['game']:18s} {r['variant']:22s} seed {r['seed']}: value {r['leader_value']:g} "
             f"exact {r['exact_value']:g} gap {r['gap']:g}"
         )
+
+
+@main.command("probe-hash")
+@click.argument("experiment")
+@click.option("--set", "overrides", multiple=True, help="Override a config key: --set env.probe_seed=1")
+def probe_hash_cmd(experiment: str, overrides: tuple[str, ...]) -> None:
+    """Print the sha256 of EXPERIMENT's leader query set (pin it as `env.probe_hash`)."""
+    from stackrl.envs.factory import make_env
+    from stackrl.envs.probe import probe_hash
+
+    try:
+        cfg = build_config(experiment, overrides=overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    env = make_env(dataclasses.replace(cfg.env, num_games=1))
+    try:
+        click.echo(probe_hash(env.leader_query_set()))
+    finally:
+        env.close()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from stackrl.config import EnvConfig
+from stackrl.config import ConfigError, EnvConfig
 from stackrl.envs.base import BatchedMultiAgentEnv, EnvSpec
 from stackrl.envs.matrix_games import GAMES, IteratedMatrixGame, resolve_game
 from stackrl.envs.query_phase import StackelbergEnv
@@ -22,11 +22,22 @@ def is_pettingzoo(cfg: EnvConfig) -> bool:
     return cfg.name == "pettingzoo" or cfg.pettingzoo is not None
 
 
+def known_games() -> list[str]:
+    """Every value `env.name` may take."""
+    return [*GAMES, "matrix", *ATARI_GAMES, "pettingzoo"]
+
+
+def check_env_name(cfg: EnvConfig) -> None:
+    """Raise ConfigError naming `env.name` when no domain builds it (config.py knows no domains)."""
+    if not (is_matrix_game(cfg) or is_pettingzoo(cfg) or cfg.name in ATARI_GAMES):
+        raise ConfigError(f"env.name: unknown game {cfg.name!r}; known: {', '.join(known_games())}")
+
+
 def make_env(cfg: EnvConfig, seed: int = 0) -> BatchedMultiAgentEnv:
     """The base (non-extended) batched game."""
     if is_matrix_game(cfg):
         payoffs, length = resolve_game(cfg.name, cfg.payoffs, cfg.episode_length)
-        return IteratedMatrixGame(payoffs, length, cfg.num_games)
+        return IteratedMatrixGame(payoffs, length, cfg.num_games, cfg.memory)
     if is_pettingzoo(cfg):
         from stackrl.envs.pettingzoo_adapter import make_pettingzoo  # optional dependency
 

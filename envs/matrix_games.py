@@ -59,32 +59,65 @@ def resolve_game(name: str, payoffs: list | None, episode_length: int | None) ->
     return p, length
 
 
+MEMORIES = ("full", "small", "none")
+"""What a player observes (the reference implementation's variants):
+full: the previous joint action (start + n_L * n_F states), small: the *other* player's previous
+action (start + its action count), none: nothing (one state: the repeated one-shot game)."""
+
+
 def num_states(n_leader: int, n_follower: int) -> int:
+    """States of the full memory-1 observation (start + every joint action)."""
     return 1 + n_leader * n_follower
+
+
+def observation_sizes(n_leader: int, n_follower: int, memory: str = "full") -> tuple[int, int]:
+    """(leader states, follower states) under `memory`."""
+    if memory == "full":
+        n = num_states(n_leader, n_follower)
+        return n, n
+    if memory == "small":
+        return 1 + n_follower, 1 + n_leader
+    if memory == "none":
+        return 1, 1
+    raise ValueError(f"env.memory must be one of {', '.join(MEMORIES)}, got {memory!r}")
+
+
+def observe(a_l: np.ndarray, a_f: np.ndarray, n_leader: int, memory: str) -> tuple[np.ndarray, np.ndarray]:
+    """(leader state, follower state) after the joint action (a_l, a_f); any shape, int64."""
+    if memory == "full":
+        s = 1 + a_l + n_leader * a_f
+        return s, s
+    if memory == "small":
+        return 1 + a_f, 1 + a_l
+    zero = np.zeros_like(a_l)
+    return zero, zero
 
 
 class IteratedMatrixGame:
     """B iterated bimatrix games; implements `BatchedMultiAgentEnv`."""
 
-    def __init__(self, payoffs: np.ndarray, episode_length: int, num_games: int):
+    def __init__(self, payoffs: np.ndarray, episode_length: int, num_games: int, memory: str = "full"):
+        self.memory = memory
         self.payoffs = payoff_array(payoffs).astype(np.float32)
         self.n_leader, self.n_follower = self.payoffs.shape[:2]
         self.episode_length = episode_length
         self.max_episode_steps = episode_length
         self.num_games = num_games
         self.roles = (LEADER, follower_role(0))
-        n = num_states(self.n_leader, self.n_follower)
-        self.observation_spaces = {r: Discrete(n) for r in self.roles}
+        n_l, n_f = observation_sizes(self.n_leader, self.n_follower, memory)
+        self.observation_spaces = {LEADER: Discrete(n_l), follower_role(0): Discrete(n_f)}
         self.action_spaces = {LEADER: Discrete(self.n_leader), follower_role(0): Discrete(self.n_follower)}
-        self._state = np.zeros(num_games, np.int64)
+        self._state = np.zeros(num_games, np.int64)  # leader's observation
+        self._state_f = np.zeros(num_games, np.int64)  # follower's observation
         self._t = np.zeros(num_games, np.int64)
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {r: self._state.copy() for r in self.roles}
+        return {LEADER: self._state.copy(), follower_role(0): self._state_f.copy()}
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         # The game is deterministic; the seed is accepted for interface uniformity.
         self._state[:] = 0
+        self._state_f[:] = 0
         self._t[:] = 0
         return self._obs()
 
@@ -101,10 +134,13 @@ class IteratedMatrixGame:
         r = self.payoffs[a_l, a_f]  # [B, 2]
         r_l = np.where(act, r[:, 0], 0).astype(np.float32)
         r_f = np.where(act, r[:, 1], 0).astype(np.float32)
-        self._state = np.where(act, 1 + a_l + self.n_leader * a_f, self._state)
+        s_l, s_f = observe(a_l, a_f, self.n_leader, self.memory)
+        self._state = np.where(act, s_l, self._state)
+        self._state_f = np.where(act, s_f, self._state_f)
         self._t = self._t + act
         dones = act & (self._t >= self.episode_length)
         self._state[dones] = 0
+        self._state_f[dones] = 0
         self._t[dones] = 0
         return StepResult(self._obs(), {LEADER: r_l, follower_role(0): r_f}, dones)
 

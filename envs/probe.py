@@ -11,14 +11,13 @@ rollout, identified by a content hash (sha256 over dtype, shape and bytes), and 
   actors sharing the run directory) load it, check its stored hash and use it.
 - `probe_hash` (optional): every construction, wherever it runs, checks its set against this hash
   and refuses to start on a mismatch (e.g. an emulator or package version that rolls out differently).
-`python -m stackrl.envs.probe <preset or yaml>` prints the hash to pin in the config.
+`stackrl probe-hash <preset or yaml>` prints the hash to pin in the config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -108,29 +107,3 @@ def resolve_probe_set(
             "this host's environment rolls out differently from the one the run was started on"
         )
     return probes
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the probe hash of an experiment's env (to pin as `env.probe_hash`)."""
-    from stackrl.config import ExperimentConfig
-    from stackrl.deploy.presets import load_experiment
-    from stackrl.envs.factory import make_env
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m stackrl.envs.probe <preset or config.yaml>", file=sys.stderr)
-        return 2
-    data = load_experiment(args[0])
-    data.pop("method_tag", None)
-    cfg = ExperimentConfig.from_dict(data)
-    cfg.env.num_games = 1
-    env = make_env(cfg.env)
-    try:
-        print(probe_hash(env.leader_query_set()))
-    finally:
-        env.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -118,10 +118,14 @@ class StackelbergEnv:
         if source not in LEADER_SOURCES:
             raise ValueError(f"leader source must be one of {LEADER_SOURCES}, got {source!r}")
         if source == "table":
+            # [K]: one table for every game; [B, K]: a table per game (e.g. checking a follower on
+            # every leader table at once).
             table = np.asarray(table, np.int64)
-            if table.shape != (self.num_queries,) or np.any((table < 0) | (table >= self.leader_actions)):
+            shapes = ((self.num_queries,), (self.num_games, self.num_queries))
+            if table.shape not in shapes or np.any((table < 0) | (table >= self.leader_actions)):
                 raise ValueError(
-                    f"leader table must be [K={self.num_queries}] actions in [0, {self.leader_actions})"
+                    f"leader table must be [K={self.num_queries}] or [B={self.num_games}, K] actions "
+                    f"in [0, {self.leader_actions})"
                 )
             self._table = table
         self.leader_source = source
@@ -139,7 +143,7 @@ class StackelbergEnv:
             if self.leader_source == "random":
                 self._answers[games] = self._rng.integers(0, self.leader_actions, size=(n, self.num_queries))
             else:
-                self._answers[games] = self._table
+                self._answers[games] = self._table[games] if self._table.ndim == 2 else self._table
 
     def query_observations(self) -> np.ndarray:
         """[K, *leader_obs_shape]: the leader's observations at query steps 0..K-1."""

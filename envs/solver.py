@@ -12,7 +12,15 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from stackrl.envs.matrix_games import num_states, payoff_array
+from stackrl.config import EnvConfig
+from stackrl.envs.matrix_games import (
+    GAMES,
+    num_states,
+    observation_sizes,
+    observe,
+    payoff_array,
+    resolve_game,
+)
 
 MAX_PAIRS = 20_000_000
 
@@ -23,36 +31,36 @@ def enumerate_policies(n_actions: int, n_states: int) -> np.ndarray:
 
 
 def episode_values(
-    payoffs: np.ndarray, episode_length: int
+    payoffs: np.ndarray, episode_length: int, memory: str = "full"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Simulate every (leader, follower) policy pair.
+    """Simulate every (leader, follower) policy pair; `memory` as in `matrix_games.MEMORIES`.
 
     Returns:
-      leader_pols [NL, S], follower_pols [NF, S], v_leader [NL, NF], v_follower [NL, NF]:
+      leader_pols [NL, S_L], follower_pols [NF, S_F], v_leader [NL, NF], v_follower [NL, NF]:
       undiscounted sums of raw payoffs over one episode.
     """
     p = payoff_array(payoffs)
     n_l, n_f = p.shape[:2]
-    s = num_states(n_l, n_f)
-    n_pairs = n_l**s * n_f**s
-    if n_pairs > MAX_PAIRS:
+    s_l, s_f = observation_sizes(n_l, n_f, memory)
+    if n_l**s_l * n_f**s_f > MAX_PAIRS:
         raise ValueError(
-            f"game too large for the exact solver: {n_l}x{n_f} actions give {n_l**s} x {n_f**s} policy pairs "
-            f"(limit {MAX_PAIRS})"
+            f"game too large for the exact solver: {n_l}x{n_f} actions give {n_l**s_l} x {n_f**s_f} policy "
+            f"pairs (limit {MAX_PAIRS})"
         )
-    lp = enumerate_policies(n_l, s)
-    fp = enumerate_policies(n_f, s)
-    state = np.zeros((len(lp), len(fp)), np.int64)
-    v_l = np.zeros(state.shape)
-    v_f = np.zeros(state.shape)
+    lp = enumerate_policies(n_l, s_l)
+    fp = enumerate_policies(n_f, s_f)
+    state_l = np.zeros((len(lp), len(fp)), np.int64)
+    state_f = np.zeros_like(state_l)
+    v_l = np.zeros(state_l.shape)
+    v_f = np.zeros(state_l.shape)
     li = np.arange(len(lp))[:, None]
     fi = np.arange(len(fp))[None, :]
     for _ in range(episode_length):
-        a_l = lp[li, state]  # [NL, NF]
-        a_f = fp[fi, state]
+        a_l = lp[li, state_l]  # [NL, NF]
+        a_f = fp[fi, state_f]
         v_l += p[a_l, a_f, 0]
         v_f += p[a_l, a_f, 1]
-        state = 1 + a_l + n_l * a_f
+        state_l, state_f = observe(a_l, a_f, n_l, memory)
     return lp, fp, v_l, v_f
 
 
@@ -84,8 +92,8 @@ def strong_best_response(v_l: np.ndarray, v_f: np.ndarray) -> tuple[np.ndarray, 
     return br, masked.max(axis=1)
 
 
-def solve(payoffs: np.ndarray | list, episode_length: int) -> Solution:
-    lp, fp, v_l, v_f = episode_values(payoff_array(payoffs), episode_length)
+def solve(payoffs: np.ndarray | list, episode_length: int, memory: str = "full") -> Solution:
+    lp, fp, v_l, v_f = episode_values(payoff_array(payoffs), episode_length, memory)
     br, value = strong_best_response(v_l, v_f)
     best = value.max()
     opt = np.flatnonzero(np.isclose(value, best, rtol=0, atol=1e-9))
@@ -99,16 +107,35 @@ def solve(payoffs: np.ndarray | list, episode_length: int) -> Solution:
 
 
 def leader_value_of(
-    payoffs: np.ndarray | list, episode_length: int, leader_policy: list[int]
+    payoffs: np.ndarray | list, episode_length: int, leader_policy: list[int], memory: str = "full"
 ) -> tuple[float, float]:
     """(leader value, follower value) when the follower strongly best-responds to `leader_policy`."""
-    lp, _, v_l, v_f = episode_values(payoff_array(payoffs), episode_length)
+    lp, _, v_l, v_f = episode_values(payoff_array(payoffs), episode_length, memory)
     idx = int(np.flatnonzero((lp == np.asarray(leader_policy)).all(axis=1))[0])
     br, value = strong_best_response(v_l[idx : idx + 1], v_f[idx : idx + 1])
     return float(value[0]), float(v_f[idx, br[0]])
 
 
-def max_tie_break_weight(payoffs: np.ndarray | list, episode_length: int) -> float:
+def solve_env(env: EnvConfig) -> Solution | None:
+    """The exact strong-Stackelberg solution of a matrix-game config (None for other domains)."""
+    if env.payoffs is None and env.name not in GAMES:
+        return None
+    table, length = resolve_game(env.name, env.payoffs, env.episode_length)
+    return solve(table, length, env.memory)
+
+
+def commitment_value(env: EnvConfig, answers: list[int]) -> float | None:
+    """A matrix-game commitment's value against the exact strong best response (None elsewhere)."""
+    try:
+        table, length = resolve_game(env.name, env.payoffs, env.episode_length)
+    except (KeyError, ValueError):
+        return None
+    if len(answers) != observation_sizes(table.shape[0], table.shape[1], env.memory)[0]:
+        return None
+    return leader_value_of(table, length, answers, env.memory)[0]
+
+
+def max_tie_break_weight(payoffs: np.ndarray | list, episode_length: int, memory: str = "full") -> float:
     """Largest eps such that a follower maximising r_F + eps * r_L keeps every strict preference.
 
     For each leader policy and follower policies j, k with V_F(j) > V_F(k) but V_L(k) > V_L(j), the
@@ -117,7 +144,7 @@ def max_tie_break_weight(payoffs: np.ndarray | list, episode_length: int) -> flo
     best responses of the original game (strong Stackelberg tie-breaking). Returns inf if no pair
     constrains eps.
     """
-    _, _, v_l, v_f = episode_values(payoff_array(payoffs), episode_length)
+    _, _, v_l, v_f = episode_values(payoff_array(payoffs), episode_length, memory)
     dvf = v_f[:, :, None] - v_f[:, None, :]  # [NL, j, k]
     dvl = v_l[:, None, :] - v_l[:, :, None]  # V_L(k) - V_L(j)
     constrained = (dvf > 1e-9) & (dvl > 1e-9)

@@ -19,16 +19,19 @@ import numpy as np
 import torch
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
-from stackrl.envs.factory import env_spec, is_matrix_game, make_stackelberg_env
+from stackrl.envs.factory import env_spec, make_stackelberg_env
 from stackrl.envs.probe import probe_hash
+from stackrl.envs.solver import commitment_value, solve_env
+from stackrl.learner.best_leader import BestLeader
 from stackrl.learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stackrl.learner.evaluation import EvalResult, evaluate
+from stackrl.learner.follower_check import FollowerCheck
 from stackrl.learner.inner_outer import InnerOuterLoop
 from stackrl.learner.metrics import Metrics
 from stackrl.learner.models import build_networks
 from stackrl.learner.schedule import Schedule
-from stackrl.learner.transport import Broadcast
 from stackrl.learner.update import actor_critic_loss
+from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory, concat_trajectories
 
 log = logging.getLogger(__name__)
@@ -42,19 +45,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def exact_solution(cfg: ExperimentConfig):
-    """The exact strong-Stackelberg solution for matrix games (None for other domains)."""
-    if not is_matrix_game(cfg.env):
-        return None
-    from stackrl.envs.matrix_games import resolve_game
-    from stackrl.envs.solver import solve
-
-    payoffs, length = resolve_game(cfg.env.name, cfg.env.payoffs, cfg.env.episode_length)
-    return solve(payoffs, length)
-
-
 class Learner:
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None):
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, evaluate: bool = True):
+        """`evaluate=False`: no greedy evaluations (a caller that evaluates the nets itself, e.g. a
+        follower trained from scratch against a fixed leader table)."""
+        self.evaluates = evaluate
         self.run_dir = Path(run_dir) if run_dir is not None else None
         cfg = store_probe_set_with_run(cfg, self.run_dir)
         self.device = resolve_device(cfg.learner.device)
@@ -73,9 +68,17 @@ class Learner:
         }
         self.versions = {r: 1 for r in self.spec.roles}
         self.schedule = Schedule(cfg.schedule, self.followers)
+        restarts = any(p.restarts > 1 for p in cfg.schedule.phases)
+        self.best_leader: BestLeader | None = BestLeader() if restarts else None
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.inner_outer: InnerOuterLoop | None = None
-        self.exact = exact_solution(cfg)
+        self.exact = solve_env(cfg.env)
+        contextual = not any(p.kind == "inner_outer" for p in cfg.schedule.phases)
+        self.follower_check = (
+            FollowerCheck(cfg.env, seed=cfg.seed + 99_992)
+            if evaluate and contextual and FollowerCheck.applies(cfg.env)
+            else None
+        )
         self.env_steps = 0
         self.updates: dict[str, int] = defaultdict(int)
         self.trajectories_received = 0
@@ -154,6 +157,7 @@ class Learner:
             self.metrics.scalar("lag/policy_lag", self.versions[t.role] - t.version, self.env_steps)
         learning = self.schedule.learning_roles()
         index_before = self.schedule.index
+        kind_before = self.schedule.kind
         if not self.schedule.add_env_steps(steps):
             for t in trajs:
                 if t.role in learning:
@@ -168,7 +172,13 @@ class Learner:
         if self.schedule.index != index_before:
             self.pending.clear()
             self.inner_outer = None
+            if self.best_leader is not None and kind_before == "leader":
+                self._offer_leader()
+            if self.schedule.fresh_leader():
+                self._fresh_leader()
             if self.schedule.finished:
+                if self.best_leader is not None:
+                    self.best_leader.restore(self.nets[LEADER])
                 self._evaluate()
             changed = True
         if changed:
@@ -216,6 +226,28 @@ class Learner:
         self.metrics.scalar(f"loss/{role}/mean_rho", stats.mean_rho, step)
         self.metrics.scalar(f"loss/{role}/grad_norm", float(grad_norm), step)
 
+    # -- leader restarts -----------------------------------------------------------------------------
+    def _offer_leader(self) -> None:
+        """A leader training ended: keep its leader if its greedy commitment evaluates best so far."""
+        value = evaluate(self.eval_env, self.nets, device=self.device).leader_value
+        kept = self.best_leader.offer(value, self.nets[LEADER])
+        self.metrics.scalar("restarts/leader_value", value, self.env_steps)
+        log.debug(
+            "leader restart %d ended at %g (%s)",
+            self.best_leader.offers,
+            value,
+            "kept" if kept else "dropped",
+        )
+
+    def _fresh_leader(self) -> None:
+        """Start the next restart: a freshly initialised leader network and optimizer."""
+        fresh = build_networks(self.spec, self.cfg.model)[LEADER].to(self.device)
+        self.nets[LEADER].load_state_dict(fresh.state_dict())
+        self.optimizers[LEADER] = torch.optim.Adam(
+            self.nets[LEADER].parameters(), lr=self.cfg.learner.lr_leader
+        )
+        self.versions[LEADER] += 1
+
     # -- inner-outer baseline -------------------------------------------------------------------
     def _query_obs(self) -> np.ndarray:
         return self.eval_env.query_observations()
@@ -247,6 +279,8 @@ class Learner:
 
     # -- evaluation and logging -----------------------------------------------------------------
     def _evaluate(self) -> None:
+        if not self.evaluates:
+            return
         if self.schedule.kind == "inner_outer" and not self.schedule.finished:
             return  # the inner-outer loop evaluates its greedy commitment itself
         if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases):
@@ -270,6 +304,9 @@ class Learner:
         if self.exact is not None:
             point["gap"] = self.exact.value - res.leader_value
             self.metrics.scalar("eval/optimality_gap", point["gap"], step)
+        if self.follower_check is not None:
+            point["follower_check"] = self.follower_check(self.nets, self.device)
+            self.metrics.scalar("eval/follower_check", point["follower_check"], step)
         self.eval_history.append(point)
 
     def _log_episodes(self, traj: Trajectory) -> None:
@@ -332,6 +369,8 @@ class Learner:
             out["exact_value"] = self.exact.value
             out["gap"] = self.exact.value - res.leader_value
             out["leader_value_vs_best_response"] = self._value_against_best_response(res.leader_answers)
+        if self.follower_check is not None:
+            out["follower_check"] = self.follower_check(self.nets, self.device)
         return out
 
     def _value_against_best_response(self, answers: list[int]) -> float | None:
@@ -339,10 +378,7 @@ class Learner:
 
         Separates leader errors from follower errors: above `exact_value` is impossible here, so a
         `leader_value` above it means the learned follower failed to best-respond."""
-        from stackrl.deploy.sample_efficiency import commitment_value
-
-        env = self.cfg.env
-        return commitment_value(env.name, env.payoffs, env.episode_length, answers)
+        return commitment_value(self.cfg.env, answers)
 
     def write_result(self) -> dict:
         out = self.result()
@@ -378,6 +414,7 @@ class Learner:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng_json": json.dumps(_numpy_rng_state()),
             "generator_rng": self.generator.get_state(),
+            "best_leader": self.best_leader.state_dict() if self.best_leader is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -402,6 +439,8 @@ class Learner:
         if "numpy_rng_json" in state:
             _set_numpy_rng_state(json.loads(state["numpy_rng_json"]))
         self.generator.set_state(state["generator_rng"])
+        if self.best_leader is not None and state.get("best_leader") is not None:
+            self.best_leader.load_state_dict(state["best_leader"])
         self.pending.clear()
         self.inner_outer = None
         self._last_rate = (time.time(), self.env_steps, self.bytes_received, sum(self.updates.values()))
@@ -467,6 +506,8 @@ class Learner:
 
     def close(self) -> None:
         self.metrics.close()
+        if self.follower_check is not None:
+            self.follower_check.close()
 
 
 def store_probe_set_with_run(cfg: ExperimentConfig, run_dir: Path | None) -> ExperimentConfig:

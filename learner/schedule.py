@@ -10,15 +10,31 @@ Phases advance by consumed play-phase env steps; every change of what actors mus
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 from stackrl.config import PhaseConfig, ScheduleConfig
 from stackrl.envs.base import LEADER
 
 
+def expand_restarts(phases: list[PhaseConfig]) -> tuple[list[PhaseConfig], list[bool]]:
+    """A leader phase with `restarts: R` becomes R leader phases of a 1/R budget each; the flags mark
+    the phases that begin with a fresh leader network (every copy but the first)."""
+    out: list[PhaseConfig] = []
+    fresh: list[bool] = []
+    for p in phases:
+        n = p.restarts
+        for i in range(n):
+            steps = p.env_steps // n + (1 if i < p.env_steps % n else 0)
+            out.append(dataclasses.replace(p, env_steps=steps, restarts=1))
+            fresh.append(i > 0)
+    return out, fresh
+
+
 class Schedule:
     def __init__(self, cfg: ScheduleConfig, followers: tuple[str, ...]):
         self.cfg = cfg
+        self.phases, self._fresh_leader = expand_restarts(cfg.phases)
         self.followers = followers
         self.index = 0
         self.phase_id = 0
@@ -29,11 +45,11 @@ class Schedule:
 
     @property
     def phase(self) -> PhaseConfig:
-        return self.cfg.phases[min(self.index, len(self.cfg.phases) - 1)]
+        return self.phases[min(self.index, len(self.phases) - 1)]
 
     @property
     def finished(self) -> bool:
-        return self.index >= len(self.cfg.phases)
+        return self.index >= len(self.phases)
 
     @property
     def kind(self) -> str:
@@ -41,7 +57,11 @@ class Schedule:
 
     def phase_key(self) -> str:
         """Name of the current phase for step accounting: `<index>_<kind>` (e.g. `0_pretrain`)."""
-        return f"{min(self.index, len(self.cfg.phases) - 1)}_{self.kind}"
+        return f"{min(self.index, len(self.phases) - 1)}_{self.kind}"
+
+    def fresh_leader(self) -> bool:
+        """The current phase starts a new leader from a fresh network (a restart)."""
+        return not self.finished and self._fresh_leader[self.index]
 
     def phase_remaining(self) -> float:
         """Fraction of the current phase's env-step budget not yet consumed, in [0, 1]."""

@@ -6,7 +6,7 @@ falling behind (back-pressure). One loop thread owns the `Learner`: it takes unr
 `process`, and publishes each new broadcast to every `StreamWeights` stream, which sends a role's
 weights only when that role's version moved. It logs transport metrics, checkpoints, and at the end
 writes result.json and shuts the service down. Security (token, TLS, loopback rule) lives in
-learner/security.py.
+protos/security.py.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import grpc
 import torch
 from stackrl.config import ExperimentConfig, ServerConfig
 from stackrl.learner.learner import Learner
-from stackrl.learner.security import TokenInterceptor, check_bind, server_credentials
 from stackrl.learner.servicer import LearnerServicer, Publisher, Unroll, expected_specs
-from stackrl.protos import codec
-from stackrl.protos import stackrl_pb2_grpc as rpc
+from stackrl.protos import codec, rpc
+from stackrl.protos.security import TokenInterceptor, check_bind, server_credentials
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class LearnerServer:
             interceptors=[TokenInterceptor(self.token)] if self.token else [],
             options=options,
         )
-        rpc.add_LearnerServicer_to_server(self.servicer, self._server)
+        rpc.add_learner_servicer(self.servicer, self._server)
         host = self.cfg.server.host
         target = f"[{host}]:{self.cfg.server.port}" if ":" in host else f"{host}:{self.cfg.server.port}"
         creds = server_credentials(self.cfg.server)

@@ -21,9 +21,8 @@ import grpc
 import numpy as np
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import EnvSpec
-from stackrl.learner.transport import Broadcast
-from stackrl.protos import codec
-from stackrl.protos import stackrl_pb2_grpc as rpc
+from stackrl.protos import codec, rpc
+from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ class Publisher:
             self._cond.notify_all()
 
 
-class LearnerServicer(rpc.LearnerServicer):
+class LearnerServicer(rpc.LearnerServicerBase):
     """RPC handlers (CamelCase: the generated interface); they touch only the queue, the publisher and
     counters, never the Learner."""
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from stackrl.config import ExperimentConfig
-from stackrl.learner.transport import Broadcast
 from stackrl.protos import stackrl_pb2 as pb
 from stackrl.protos.frame_delta import FrameDeltaError, join_stacks, split_stacks
+from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
 
 DEFAULT_MAX_TENSOR_BYTES = 1 << 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from stackrl.actors.actor import Actor
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import InProcessTransport
+from stackrl.protos.transport import InProcessTransport
 
 
 @pytest.fixture(scope="session")

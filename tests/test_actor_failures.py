@@ -213,7 +213,7 @@ class _FakeProc:
 
 
 def test_supervisor_restarts_with_backoff_up_to_a_cap_and_never_restarts_a_refused_actor(monkeypatch, caplog):
-    import stackrl.deploy.launch as launch
+    import stackrl.runners.launch as launch
 
     monkeypatch.setattr(launch, "_actor_process", lambda address, token, deadline, name: _FakeProc(name))
     caplog.set_level(logging.WARNING)

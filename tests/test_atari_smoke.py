@@ -16,21 +16,18 @@ import torch
 pytest.importorskip("envpool")
 pytest.importorskip("multi_agent_ale_py")
 
-from stackrl.config import ExperimentConfig, apply_overrides  # noqa: E402
-from stackrl.deploy.presets import load_experiment  # noqa: E402
+from stackrl.config import ExperimentConfig  # noqa: E402
 from stackrl.envs.atari_pricing import make_atari_pricing  # noqa: E402
 from stackrl.envs.base import LEADER  # noqa: E402
 from stackrl.envs.factory import env_spec, make_stackelberg_env  # noqa: E402
 from stackrl.learner.checkpoint import load_checkpoint  # noqa: E402
 from stackrl.learner.models import build_networks  # noqa: E402
+from stackrl.runners.presets import build_config  # noqa: E402
 
 GAMES = ["space_invaders_pricing", "space_invaders_pricing_2p"]
 
 
 def tiny_config(game: str, run_root, phases: list[dict], **extra: str) -> ExperimentConfig:
-    data = load_experiment(game)
-    data.pop("method_tag", None)
-    data["schedule"]["phases"] = phases
     overrides = {
         "name": f"smoke_{game}",
         "run_root": str(run_root),
@@ -44,8 +41,9 @@ def tiny_config(game: str, run_root, phases: list[dict], **extra: str) -> Experi
         "schedule.eval_interval_updates": 10**6,
         **extra,
     }
-    data = apply_overrides(data, [f"{k}={v}" for k, v in overrides.items()])
-    return ExperimentConfig.from_dict(data)
+    return build_config(
+        game, fields={"schedule": {"phases": phases}}, overrides=[f"{k}={v}" for k, v in overrides.items()]
+    )
 
 
 def initial_weights(cfg: ExperimentConfig) -> dict[str, dict[str, torch.Tensor]]:
@@ -90,7 +88,7 @@ def test_revenue_is_sum_of_prices_paid(game):
 def test_grpc_smoke(game, tmp_path):
     """Pretrain then leader training over gRPC with one actor process: result.json, shapes, and
     every follower updated from its own trajectories (weights changed, update counts > 0)."""
-    from stackrl.deploy.launch import run_local
+    from stackrl.runners.launch import run_local
 
     cfg = tiny_config(
         game,
@@ -122,8 +120,8 @@ def test_grpc_smoke(game, tmp_path):
 def test_follower_fire_rate_falls_with_price(tmp_path):
     """Behaviour (slow): after pretraining, the contextual follower fires less at the top price than
     at price 0. Budget here is small (a few minutes on 2 cores); see the issue-4 report for longer."""
-    from stackrl.deploy.launch import run_local
-    from stackrl.learner.atari_eval import run_eval
+    from stackrl.experiments.atari_eval import run_eval
+    from stackrl.runners.launch import run_local
 
     cfg = tiny_config(
         "space_invaders_pricing",

@@ -12,22 +12,21 @@ import functools
 import numpy as np
 import pytest
 from stackrl.config import ExperimentConfig
-from stackrl.deploy.presets import load_experiment
-from stackrl.deploy.serial import run_serial
 from stackrl.envs.pettingzoo_adapter import PettingZooBatch, parallel_env_maker
 from stackrl.envs.small_game_solver import solve_small_game
+from stackrl.runners.presets import build_config
+from stackrl.runners.serial import run_serial
 
 
 def preset(name: str, **overrides) -> ExperimentConfig:
-    data = load_experiment(name)
-    data.pop("method_tag", None)
+    fields: dict = {}
     for path, value in overrides.items():
-        node = data
+        node = fields
         *parents, last = path.split(".")
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
-    return ExperimentConfig.from_dict(data)
+    return build_config(name, fields=fields)
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,7 +85,7 @@ def test_rps_preset_learns_the_exact_stackelberg_value(tmp_path):
 def test_pong_smoke_over_grpc(tmp_path):
     """Two-player Pong through the adapter, one learner and one actor process over gRPC."""
     pytest.importorskip("multi_agent_ale_py")
-    from stackrl.deploy.launch import run_local
+    from stackrl.runners.launch import run_local
 
     cfg = preset("pong", **{"actor.connect_deadline_s": 120})  # the learner stores the probe set in the run
     result = run_local(cfg, tmp_path, progress=False)

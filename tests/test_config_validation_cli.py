@@ -18,8 +18,8 @@ def no_launch(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a run was launched despite an invalid config")
 
-    import stackrl.deploy.launch as launch
-    import stackrl.deploy.serial as serial
+    import stackrl.runners.launch as launch
+    import stackrl.runners.serial as serial
 
     monkeypatch.setattr(launch, "run_local", boom)
     monkeypatch.setattr(launch, "LearnerServer", boom)

@@ -6,7 +6,7 @@ import json
 import multiprocessing as mp
 
 from stackrl.config import ExperimentConfig
-from stackrl.deploy.launch import run_local
+from stackrl.runners.launch import run_local
 
 
 def test_learner_and_two_actor_processes_reach_the_exact_value(tmp_path):

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import pytest
 from stackrl.config import ExperimentConfig
-from stackrl.deploy.presets import load_experiment
-from stackrl.deploy.serial import run_serial
+from stackrl.runners.presets import build_config
+from stackrl.runners.serial import run_serial
 
 
 def _config(game: str, seed: int, payoffs: list | None = None) -> ExperimentConfig:
-    data = load_experiment(game if payoffs is None else "matrix", method="meta")
-    data.pop("method_tag")
-    data["seed"] = seed
-    if payoffs is not None:
-        data["env"]["payoffs"] = payoffs
-    return ExperimentConfig.from_dict(data)
+    fields = {"seed": seed, "env": {"payoffs": payoffs}}
+    return build_config(game if payoffs is None else "matrix", method="meta", fields=fields)
 
 
 @pytest.mark.parametrize("game", ["prisoners_dilemma", "chicken", "battle"])

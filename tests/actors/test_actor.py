@@ -11,7 +11,7 @@ from stackrl.actors.actor import Actor
 from stackrl.config import ActorConfig, EnvConfig, ExperimentConfig, PhaseConfig, ScheduleConfig
 from stackrl.envs.base import LEADER
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import InProcessTransport
+from stackrl.protos.transport import InProcessTransport
 from stackrl.trajectory import SENTINEL_INT, TrajectorySpec
 
 F0 = "follower_0"

@@ -19,9 +19,8 @@ from stackrl.config import ExperimentConfig
 from stackrl.envs.factory import env_spec, make_stackelberg_env
 from stackrl.learner.service import LearnerServer
 from stackrl.learner.servicer import expected_specs
-from stackrl.protos import codec
+from stackrl.protos import codec, rpc
 from stackrl.protos import stackrl_pb2 as pb
-from stackrl.protos import stackrl_pb2_grpc as rpc
 from stackrl.trajectory import Trajectory
 
 ARRAYS = ("obs", "context", "elapsed", "actions", "logp", "rewards", "dones", "valid", "episode_returns")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from stackrl.config import ExperimentConfig, PhaseConfig, ScheduleConfig
-from stackrl.deploy.serial import run_serial
 from stackrl.learner.schedule import Schedule
+from stackrl.runners.serial import run_serial
 
 FOLLOWERS = ("follower_0",)
 

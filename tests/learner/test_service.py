@@ -22,12 +22,11 @@ import pytest
 from stackrl.actors.actor import Actor
 from stackrl.actors.grpc_client import GrpcActorEndpoint, LearnerError, LearnerUnavailable
 from stackrl.config import ExperimentConfig
-from stackrl.learner.security import ServiceConfigError, check_bind, is_loopback
 from stackrl.learner.service import LearnerServer
 from stackrl.learner.servicer import expected_specs
-from stackrl.learner.transport import InProcessTransport
-from stackrl.protos import codec
-from stackrl.protos import stackrl_pb2_grpc as rpc
+from stackrl.protos import codec, rpc
+from stackrl.protos.security import ServiceConfigError, check_bind, is_loopback
+from stackrl.protos.transport import InProcessTransport
 from stackrl.trajectory import Trajectory
 
 TOKEN = "t0ken-for-tests"

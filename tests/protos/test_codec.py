@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from stackrl.config import ExperimentConfig
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import Broadcast
 from stackrl.protos import codec
+from stackrl.protos.transport import Broadcast
 
 DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from stackrl.config import ExperimentConfig, apply_overrides
-from stackrl.deploy.presets import load_experiment
+from stackrl.config import ExperimentConfig
 from stackrl.learner.learner import Learner
 from stackrl.protos import codec
 from stackrl.protos.frame_delta import FrameDeltaError, join_stacks, split_stacks
+from stackrl.runners.presets import build_config
 
 LIMIT = codec.DEFAULT_MAX_TENSOR_BYTES
 
@@ -66,11 +66,9 @@ def atari_unroll(in_process_actor):
     """A real follower unroll of Space Invaders pricing with episodes cut every 15 agent steps, so
     several games restart their frame stack inside the 40-step unroll."""
     pytest.importorskip("envpool")
-    data = load_experiment("space_invaders_pricing")
-    data.pop("method_tag", None)
-    data["schedule"]["phases"] = [{"kind": "pretrain", "env_steps": 10**6}]
+    phases = [{"kind": "pretrain", "env_steps": 10**6}]
     overrides = ["env.num_games=3", "env.num_threads=1", "env.max_episode_steps=15", "actor.unroll_length=40"]
-    cfg = ExperimentConfig.from_dict(apply_overrides(data, overrides))
+    cfg = build_config("space_invaders_pricing", fields={"schedule": {"phases": phases}}, overrides=overrides)
     learner = Learner(cfg)
     actor, _ = in_process_actor(learner)
     trajs = actor.unroll()

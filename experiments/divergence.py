@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from stackrl.envs.matrix_games import num_states, resolve_game
-from stackrl.envs.solver import episode_values, strong_best_response
+from stackrl.experiments.tabular_game import TabularGame, softmax
 
 
 @dataclass
@@ -48,26 +47,6 @@ class DivergenceResult:
         }
 
 
-class _Game:
-    def __init__(self, game: str, episode_length: int | None = None):
-        p, length = resolve_game(game, None, episode_length)
-        self.payoffs, self.length = p, length
-        self.n_l, self.n_f = p.shape[0], p.shape[1]
-        self.s = num_states(self.n_l, self.n_f)
-        self.lp, self.fp, self.v_l, self.v_f = episode_values(p, length)
-        self.br, self.value = strong_best_response(self.v_l, self.v_f)
-        self.exact = float(self.value.max())
-        self.weights = self.n_l ** np.arange(self.s - 1, -1, -1)  # lexicographic index of a table
-
-    def index(self, tables: np.ndarray) -> np.ndarray:
-        return tables @ self.weights
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
 def run_divergence(
     game: str = "prisoners_dilemma",
     method: str = "naive",
@@ -80,7 +59,7 @@ def run_divergence(
     """Train one leader for `budget` base-game env steps; returns its deterministic learning curve."""
     if method not in ("naive", "query"):
         raise ValueError(f"method must be 'naive' or 'query', got {method!r}")
-    g = _Game(game)
+    g = TabularGame(game)
     rng = np.random.default_rng(seed)
     theta = np.zeros((g.s, g.n_l))
     res = DivergenceResult(method, seed)
@@ -97,7 +76,7 @@ def run_divergence(
 
     record()
     while steps + batch * g.length <= budget:
-        probs = _softmax(theta)  # [S, n_l]
+        probs = softmax(theta)  # [S, n_l]
         grad = np.zeros_like(theta)
         if method == "query":
             # commitments: one sampled answer per query (state); exact oracle best-responds to them
@@ -134,7 +113,7 @@ def run_divergence(
 
 
 def exact_value(game: str) -> float:
-    return _Game(game).exact
+    return TabularGame(game).exact
 
 
 LABELS = {

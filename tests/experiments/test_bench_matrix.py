@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from stackrl.deploy.bench_matrix import summarise
 from stackrl.deploy.cli import main
+from stackrl.experiments.bench_matrix import summarise
 
 
 def test_bench_matrix_short(tmp_path, monkeypatch):
@@ -103,7 +103,7 @@ def test_summary_ratio_over_seeds_where_the_leader_must_learn():
 def test_reuse_reads_configs_saved_before_a_key_existed(tmp_path):
     """--reuse compares configs through the dataclasses: a key added since (at its default) does not
     void a finished run, a changed value does."""
-    from stackrl.deploy.bench_matrix import _same_config, matrix_config
+    from stackrl.experiments.bench_matrix import _same_config, matrix_config
 
     cfg = matrix_config("chicken", None, "meta", 0, 10.0, 0, (), str(tmp_path))
     text = cfg.to_yaml(redact_secrets=True)

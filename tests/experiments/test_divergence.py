@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from stackrl.deploy.cli import main
-from stackrl.learner.divergence import exact_value, run_divergence
+from stackrl.experiments.divergence import exact_value, run_divergence
 
 
 def test_naive_leader_misses_sse_query_leader_reaches_it():
@@ -49,10 +49,10 @@ def test_divergence_cli(tmp_path):
 
 def test_q_learning_follower_oracle():
     import numpy as np
-    from stackrl.learner.divergence import _Game
-    from stackrl.learner.q_follower import q_learning_responses, run_oracle_leader
+    from stackrl.experiments.q_follower import q_learning_responses, run_oracle_leader
+    from stackrl.experiments.tabular_game import TabularGame
 
-    g = _Game("chicken")
+    g = TabularGame("chicken")
     rng = np.random.default_rng(0)
     # leader always plays 1 (dare): the follower's best response is to swerve (0) everywhere it matters
     f = q_learning_responses(g, np.ones((4, g.s), np.int64), 200, rng)

@@ -21,7 +21,7 @@ import re
 import statistics
 from pathlib import Path
 
-from stackrl.deploy.sample_efficiency import MISS, leader_phase_steps, must_learn, ratio
+from stackrl.experiments.sample_efficiency import MISS, leader_phase_steps, must_learn, ratio
 from stackrl.learner.learner import steps_to_value
 
 
@@ -108,9 +108,7 @@ def _with_steps(run: dict) -> dict:
         run["steps_to_exact"] = steps_to_value(run.get("eval_history", []), run["exact_value"])
     cfg = _config(run)
     if "must_learn" not in run:
-        run["must_learn"] = (
-            None if cfg is None else must_learn(cfg.env.name, cfg.env.payoffs, cfg.env.episode_length, run)
-        )
+        run["must_learn"] = None if cfg is None else must_learn(cfg.env, run)
     # The configured budget (a run may stop early, e.g. inner-outer with a frozen leader).
     run["budget"] = run["env_steps"]["total"] if cfg is None else cfg.schedule.total_env_steps
     return run
@@ -408,7 +406,7 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
             "baseline only trains one follower for an already optimal commitment, while meta still "
             "pays its fixed follower pretraining. The last column counts meta's steps from the end "
             "of pretraining: pretraining does not depend on the leader, so one pretrained follower "
-            "serves every leader trained on the game (deploy/sample_efficiency.py).",
+            "serves every leader trained on the game (experiments/sample_efficiency.py).",
             "",
         ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""deploy/launch.py: a crashed or refused actor stops the run with a clear error and leaves no process."""
+"""runners/launch.py: a crashed or refused actor stops the run with a clear error and leaves no process."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from stackrl.config import ExperimentConfig
-from stackrl.deploy.launch import LaunchError, check_actors, start_actors, stop_actors
 from stackrl.learner.service import LearnerServer
+from stackrl.runners.launch import LaunchError, check_actors, start_actors, stop_actors
 
 
 def fake_proc(name: str, exitcode: int | None):
@@ -56,7 +56,7 @@ import faulthandler
 import logging
 import signal
 from stackrl.config import ExperimentConfig
-from stackrl.deploy.launch import run_local
+from stackrl.runners.launch import run_local
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)

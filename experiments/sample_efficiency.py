@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import statistics
 
+from stackrl.config import EnvConfig
+from stackrl.envs.solver import commitment_value
+
 MISS = float("inf")
 
 
@@ -29,28 +32,12 @@ def initial_answers(result: dict) -> list[int] | None:
     return list(answers) if answers is not None else None
 
 
-def commitment_value(
-    game: str, payoffs: list | None, episode_length: int | None, answers: list[int]
-) -> float | None:
-    """A matrix-game commitment's value against the exact strong best response (None elsewhere)."""
-    from stackrl.envs.matrix_games import resolve_game
-    from stackrl.envs.solver import leader_value_of
-
-    try:
-        table, length = resolve_game(game, payoffs, episode_length)
-    except (KeyError, ValueError):
-        return None
-    if len(answers) != table.shape[0] * table.shape[1] + 1:
-        return None
-    return leader_value_of(table, length, answers)[0]
-
-
-def must_learn(game: str, payoffs: list | None, episode_length: int | None, result: dict) -> bool | None:
+def must_learn(env: EnvConfig, result: dict) -> bool | None:
     """True when the run's initial commitment is not optimal (None: unknown)."""
     answers = initial_answers(result)
     if answers is None or result.get("exact_value") is None:
         return None
-    value = commitment_value(game, payoffs, episode_length, answers)
+    value = commitment_value(env, answers)
     return None if value is None else value < result["exact_value"]
 
 

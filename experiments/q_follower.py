@@ -4,7 +4,7 @@ For every commitment the leader samples (its answers to the 5 memory-1 queries, 
 `commit: true`), a fresh tabular Q-learning follower learns from scratch for a block of episodes
 against that fixed leader, then plays one greedy episode; the leader's return is that episode's
 return. The leader is a tabular memory-1 softmax policy trained by REINFORCE on its sampled
-commitments, the same update as the `query` leader of `learner/divergence.py`, so that the
+commitments, the same update as the `query` leader of `experiments/divergence.py`, so that the
 `exact` oracle (enumerated strong best response) is the direct comparison. Every base-game step the
 followers take while learning counts towards the env-step budget.
 
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 from stackrl.envs.solver import max_tie_break_weight
-from stackrl.learner.divergence import _Game, _softmax
+from stackrl.experiments.tabular_game import TabularGame, softmax
 
 
 def q_learning_responses(
-    g: _Game,
+    g: TabularGame,
     tables: np.ndarray,
     episodes: int,
     rng: np.random.Generator,
@@ -49,7 +49,7 @@ def q_learning_responses(
     return q.argmax(axis=2)
 
 
-def _play(g: _Game, l_tables: np.ndarray, f_tables: np.ndarray) -> np.ndarray:
+def _play(g: TabularGame, l_tables: np.ndarray, f_tables: np.ndarray) -> np.ndarray:
     rows = np.arange(l_tables.shape[0])
     state = np.zeros(len(rows), np.int64)
     ret = np.zeros(len(rows))
@@ -73,7 +73,7 @@ def run_oracle_leader(
     """Train the leader against the given oracle; returns a result.json-like dict."""
     if oracle not in ("q_learning", "exact"):
         raise ValueError(f"oracle must be 'q_learning' or 'exact', got {oracle!r}")
-    g = _Game(game)
+    g = TabularGame(game)
     rng = np.random.default_rng(seed)
     theta = np.zeros((g.s, g.n_l))
     w = max_tie_break_weight(g.payoffs, g.length)
@@ -92,7 +92,7 @@ def run_oracle_leader(
 
     record()
     while steps + batch * per_commitment <= budget:
-        probs = _softmax(theta)
+        probs = softmax(theta)
         u = rng.random((batch, g.s, 1))
         tables = (u > np.cumsum(probs, axis=1)[None]).sum(axis=2).clip(max=g.n_l - 1)
         if oracle == "exact":

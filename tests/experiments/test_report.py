@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 from stackrl.deploy.cli import main
-from stackrl.deploy.report import steps_to_value, summarise_runs
+from stackrl.experiments.report import steps_to_value, summarise_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -179,7 +179,7 @@ def test_steps_to_value():
 
 def test_summary_numbers(tmp_path):
     _fake_runs(tmp_path)
-    from stackrl.deploy.report import discover
+    from stackrl.experiments.report import discover
 
     collections, ablations, divergences = discover([tmp_path])
     assert set(collections) == {"bench_matrix"} and len(ablations) == 1 and len(divergences) == 1
@@ -233,7 +233,7 @@ def test_report_empty(tmp_path):
 
 def test_oracle_ablation_then_report(tmp_path, monkeypatch):
     """The oracle ablation's learning-dynamics variants (fast ones only) end up as a report section."""
-    from stackrl.deploy import ablations
+    from stackrl.experiments import ablations
 
     spec = dict(ablations.ABLATIONS["oracle"])
     spec["variants"] = {"q_learning": None, "exact": None}
@@ -255,7 +255,7 @@ def test_oracle_ablation_then_report(tmp_path, monkeypatch):
 
 
 def test_user_bimatrices_are_told_apart_by_run_name(tmp_path):
-    from stackrl.deploy.report import discover
+    from stackrl.experiments.report import discover
 
     for user, exact in (("user0", 35.0), ("user1", 22.0)):
         d = tmp_path / "bench_matrix" / f"{user}_meta_s0"

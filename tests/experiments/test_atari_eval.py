@@ -10,17 +10,14 @@ import pytest
 pytest.importorskip("envpool")
 
 from click.testing import CliRunner  # noqa: E402
-from stackrl.config import ExperimentConfig, apply_overrides  # noqa: E402
-from stackrl.deploy.presets import load_experiment  # noqa: E402
-from stackrl.deploy.serial import run_serial  # noqa: E402
+from stackrl.runners.presets import build_config  # noqa: E402
+from stackrl.runners.serial import run_serial  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    data = load_experiment("space_invaders_pricing")
-    data.pop("method_tag", None)
-    data["schedule"]["phases"] = [{"kind": "pretrain", "env_steps": 80}, {"kind": "leader", "env_steps": 40}]
+    phases = [{"kind": "pretrain", "env_steps": 80}, {"kind": "leader", "env_steps": 40}]
     overrides = [
         "name=tiny_eval",
         f"run_root={root}",
@@ -32,13 +29,13 @@ def tiny_run(tmp_path_factory):
         "learner.batch_trajectories=1",
         "schedule.eval_interval_updates=1000000",
     ]
-    cfg = ExperimentConfig.from_dict(apply_overrides(data, overrides))
+    cfg = build_config("space_invaders_pricing", fields={"schedule": {"phases": phases}}, overrides=overrides)
     run_serial(cfg, cfg.run_dir, progress=False)
     return cfg
 
 
 def test_eval_report(tiny_run):
-    from stackrl.learner.atari_eval import format_report, run_eval
+    from stackrl.experiments.atari_eval import format_report, run_eval
 
     report = run_eval(tiny_run.run_dir, episodes=2, regret_steps=80, max_episode_steps=30)
     prices = tiny_run.env.prices

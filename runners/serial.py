@@ -12,7 +12,7 @@ import torch
 from stackrl.actors.actor import Actor
 from stackrl.config import ExperimentConfig
 from stackrl.learner.learner import Learner
-from stackrl.learner.transport import InProcessTransport
+from stackrl.protos.transport import InProcessTransport
 from tqdm import tqdm
 
 

@@ -36,7 +36,7 @@ what the distributed machinery (trajectory copies, gRPC encode/decode of uint8 f
 Stackelberg layer, queueing) and the contention with other processes cost.
 
 How `price_scale` in the presets was chosen: random play with a fixed share of FIRE actions
-(`fire_economics` below; `python -m stackrl.deploy.bench_atari --economics`).
+(`fire_economics` below; `python -m stackrl.experiments.bench_atari --economics`).
 """
 
 from __future__ import annotations
@@ -48,16 +48,14 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from stackrl.config import ExperimentConfig, apply_overrides
-from stackrl.deploy.presets import load_experiment
+from stackrl.config import ExperimentConfig
+from stackrl.runners.presets import build_config
 
 _ENDLESS = 10**12
 
 
 def load_config(env: str, overrides: tuple[str, ...] = ()) -> ExperimentConfig:
-    data = load_experiment(env)
-    data.pop("method_tag", None)
-    return ExperimentConfig.from_dict(apply_overrides(data, list(overrides)))
+    return build_config(env, overrides=overrides)
 
 
 def _cpu_seconds() -> float:
@@ -216,7 +214,7 @@ def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
 
 # -- end to end -------------------------------------------------------------------------------------
 def measure_end_to_end(env: str, actors: int, seconds: float, warmup: float, overrides: tuple[str, ...]):
-    from stackrl.deploy.bench_throughput import bench_config, measure
+    from stackrl.experiments.bench_throughput import bench_config, measure
 
     extra = (
         "schedule.eval_interval_updates=1000000000",

@@ -28,10 +28,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stackrl.config import ExperimentConfig, apply_overrides
-from stackrl.deploy.launch import LaunchError, check_actors, start_actors, stop_actors
-from stackrl.deploy.presets import load_experiment
+from stackrl.config import ExperimentConfig
 from stackrl.learner.service import LearnerServer
+from stackrl.runners.launch import LaunchError, check_actors, start_actors, stop_actors
+from stackrl.runners.presets import build_config
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _BUDGET = 10**12  # env steps: a schedule that outlasts any measurement
@@ -121,12 +121,12 @@ def _mark(server: LearnerServer, pids: list[int]) -> _Mark:
 
 def bench_config(env: str, actors: int, phase: str, overrides: tuple[str, ...] = ()) -> ExperimentConfig:
     """The env's preset with one endless `phase` and `actors` actor processes."""
-    data = load_experiment(env)
-    data.pop("method_tag", None)
-    data["name"] = f"bench_throughput_{env}_{actors}"
-    data["actor"]["num_actors"] = actors
-    data["schedule"]["phases"] = [{"kind": phase, "env_steps": _BUDGET}]
-    return ExperimentConfig.from_dict(apply_overrides(data, list(overrides)))
+    fields = {
+        "name": f"bench_throughput_{env}_{actors}",
+        "actor": {"num_actors": actors},
+        "schedule": {"phases": [{"kind": phase, "env_steps": _BUDGET}]},
+    }
+    return build_config(env, fields=fields, overrides=overrides)
 
 
 def measure(

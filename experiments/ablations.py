@@ -6,7 +6,7 @@
   them apart and could answer differently than it plays).
 - `oracle`: the follower side of the query oracle: contextual (meta-RL) followers from the meta
   preset vs a tabular Q-learning follower that learns from scratch inside each block of episodes
-  against the fixed committed leader (`learner/q_follower.py`), vs the exact best-response oracle.
+  against the fixed committed leader (`experiments/q_follower.py`), vs the exact best-response oracle.
 
 Every run is a real training run; runs go to `runs/ablations/<name>/<variant>/<game>_s<seed>/` and
 the table to `runs/ablations/<name>/ablation.json`, which `stackrl report` turns into a section.
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import click
-from stackrl.config import ExperimentConfig, apply_overrides
-from stackrl.deploy.presets import load_experiment
-from stackrl.deploy.report import steps_to_value
+from stackrl.config import ExperimentConfig
+from stackrl.experiments.report import steps_to_value
+from stackrl.runners.presets import build_config
 
 ABLATIONS: dict[str, dict] = {
     "queries": {
@@ -60,15 +60,14 @@ ABLATIONS: dict[str, dict] = {
 def _cfg(
     game: str, seed: int, overrides: list[str], run_root: Path, extra: tuple[str, ...]
 ) -> ExperimentConfig:
-    data = load_experiment(game, method="meta")
-    data.pop("method_tag", None)
-    data["env"]["name"] = game
-    data["seed"] = seed
-    data["run_root"] = str(run_root)
-    data["name"] = f"{game}_s{seed}"
-    data["actor"]["num_actors"] = 1
-    data = apply_overrides(data, list(overrides) + list(extra))
-    return ExperimentConfig.from_dict(data)
+    fields = {
+        "env": {"name": game},
+        "seed": seed,
+        "run_root": str(run_root),
+        "name": f"{game}_s{seed}",
+        "actor": {"num_actors": 1},
+    }
+    return build_config(game, method="meta", fields=fields, overrides=[*overrides, *extra])
 
 
 def _same_run(cfg: ExperimentConfig, run_root: Path) -> Path | None:
@@ -130,7 +129,7 @@ def run_ablation(
             for seed in seeds:
                 vdir = root / variant.replace("=", "-").replace(",", "_")
                 if overrides is not None:
-                    from stackrl.deploy.serial import run_serial
+                    from stackrl.runners.serial import run_serial
 
                     cfg = _cfg(game, seed, overrides, vdir, extra)
                     same = _same_run(cfg, Path(run_root))
@@ -142,7 +141,7 @@ def run_ablation(
                     if same is not None and same != cfg.run_dir:
                         row["reused_from"] = str(same)
                 else:
-                    from stackrl.learner.q_follower import run_oracle_leader
+                    from stackrl.experiments.q_follower import run_oracle_leader
 
                     t0 = time.time()
                     res = run_oracle_leader(

@@ -143,8 +143,7 @@ def train_scratch_followers(
     data["schedule"]["eval_interval_updates"] = 10**9
     data["schedule"]["checkpoint_interval_s"] = 10**9
     rcfg = ExperimentConfig.from_dict(data)
-    learner = Learner(rcfg, None)
-    learner._evaluate = lambda: None  # the final greedy evaluation is ours, below
+    learner = Learner(rcfg, None, evaluate=False)  # the final greedy evaluation is ours, below
     actor = Actor(rcfg, 0, endpoint=None)  # type: ignore[arg-type]
 
     def broadcast():

@@ -1,4 +1,4 @@
-"""deploy/bench_throughput.py: /proc accounting, the bound verdict, and one short real measurement."""
+"""experiments/bench_throughput.py: /proc accounting, the bound verdict, and one short real measurement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from stackrl.deploy.bench_throughput import (
+from stackrl.experiments.bench_throughput import (
     ThroughputRow,
     bench_config,
     format_table,

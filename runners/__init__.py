@@ -1,0 +1,1 @@
+"""How a run starts: the local launcher, the serial in-process loop, presets."""
