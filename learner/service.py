@@ -92,9 +92,19 @@ class LearnerServer:
         self.queue: queue.Queue[Unroll] = queue.Queue(maxsize=cfg.learner.queue_size)
         self.publisher = Publisher()
         self.publisher.publish(self.learner.broadcast())
-        self.servicer = LearnerServicer(self)
-        self.stats = TransportStats()
         self.closing = False
+        # The servicer owns the rejected count; a resumed run continues from its checkpoint's.
+        self.servicer = LearnerServicer(
+            self.learner.spec,
+            self.specs,
+            self.actor_config,
+            self.queue,
+            self.publisher,
+            status=self.status,
+            closing=lambda: self.closing,
+            rejected=self.learner.rejected,
+        )
+        self.stats = TransportStats()
         self.port: int | None = None
         self._server: grpc.Server | None = None
         self._stop = threading.Event()
@@ -199,7 +209,7 @@ class LearnerServer:
         st.per_actor[unroll.trajs[0].actor_id]["unrolls"] += 1
         st.unrolls += 1
         st.bytes += unroll.nbytes
-        learner.rejected = self.servicer.rejected
+        learner.rejected = self.servicer.rejected  # the checkpoint's copy of the servicer's count
         if learner.process(unroll.trajs, unroll.nbytes):
             self.publisher.publish(learner.broadcast())
         self._update_status()

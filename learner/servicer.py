@@ -3,7 +3,9 @@
 Handlers run on gRPC's thread pool. They decode and validate messages (codec checks plus the role's
 `TrajectorySpec`), put whole unrolls on the server's bounded queue (waiting while it is full: the
 back-pressure that slows actors down), and stream broadcasts. They never touch the `Learner`, which
-belongs to the server's loop thread (learner/service.py).
+belongs to the server's loop thread (learner/service.py): the servicer is built from the pieces it
+serves (queue, publisher, layouts, the actors' config, a status snapshot) and knows nothing of the
+server that owns them. It owns the `rejected` and `registered` counters; the server reads them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -24,9 +25,6 @@ from stackrl.envs.base import EnvSpec
 from stackrl.protos import codec, rpc
 from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
-
-if TYPE_CHECKING:
-    from stackrl.learner.service import LearnerServer
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +94,40 @@ class Publisher:
 
 class LearnerServicer(rpc.LearnerServicerBase):
     """RPC handlers (CamelCase: the generated interface); they touch only the queue, the publisher and
-    counters, never the Learner."""
+    their own counters, never the Learner."""
 
-    def __init__(self, server: LearnerServer):
-        self._s = server
+    def __init__(
+        self,
+        env: EnvSpec,
+        specs: dict[str, TrajectorySpec],
+        actor_config: ExperimentConfig,
+        unrolls: queue.Queue[Unroll],
+        publisher: Publisher,
+        status: Callable[[], codec.LearnerStatus],
+        closing: Callable[[], bool],
+        rejected: int = 0,
+    ):
+        """Args:
+        env: the extended game's spec (immutable: safe to read from handler threads).
+        specs: each role's trajectory layout, as the actors build it (`expected_specs`).
+        actor_config: the run's config as actors receive it (no server secrets).
+        unrolls: the bounded queue validated unrolls go to (full: pushes wait).
+        publisher: the broadcasts weight streams send.
+        status: a snapshot for the Status RPC.
+        closing: True once the service shuts down (waiting pushes give up and say the run is over).
+        rejected: the count of rejected unrolls to continue from (a resumed run's).
+        """
+        self._env = env
+        self._specs = specs
+        self._actor_config = actor_config
+        self._unrolls = unrolls
+        self._publisher = publisher
+        self._status = status
+        self._closing = closing
         self._ids = itertools.count()
         self._lock = threading.Lock()
-        self._env = server.learner.spec  # immutable: safe to read from handler threads
         self.registered = 0
-        self.rejected = server.learner.rejected  # continues across a resume
+        self.rejected = rejected
         self.open_streams = 0
 
     def Register(self, request, context: grpc.ServicerContext):
@@ -112,7 +135,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
             actor_id = next(self._ids)
             self.registered += 1
         log.info("actor %d registered (host %s, pid %d)", actor_id, request.hostname or "?", request.pid)
-        return codec.register_reply(actor_id, self._s.actor_config)
+        return codec.register_reply(actor_id, self._actor_config)
 
     def PushTrajectories(self, request_iterator, context: grpc.ServicerContext):
         """Receive one unroll; queue it only once the client stream completed and every message passed
@@ -122,18 +145,18 @@ class LearnerServicer(rpc.LearnerServicerBase):
             for msg in request_iterator:
                 received += 1
                 nbytes += msg.ByteSize()
-                if len(trajs) >= len(self._s.specs):
+                if len(trajs) >= len(self._specs):
                     raise codec.CodecError(
-                        f"an unroll holds at most {len(self._s.specs)} trajectories (one per role)"
+                        f"an unroll holds at most {len(self._specs)} trajectories (one per role)"
                     )
-                spec = self._s.specs.get(msg.role)
+                spec = self._specs.get(msg.role)
                 if spec is None:
                     raise codec.CodecError(f"trajectory field 'role': unknown role {msg.role!r}")
                 traj = codec.decode_trajectory(msg, spec)
                 traj.validate(spec)
                 check_values(traj, self._env)
                 trajs.append(traj)
-            _check_unroll(trajs, self._env, self._s.publisher.latest())
+            _check_unroll(trajs, self._env, self._publisher.latest())
         except _Ahead as e:
             self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except ValueError as e:  # CodecError is a ValueError, as are Trajectory.validate's errors
@@ -147,9 +170,9 @@ class LearnerServicer(rpc.LearnerServicerBase):
             return codec.push_reply(0, done=False)
         if not context.is_active():  # cancelled after its last message: discard as well
             return codec.push_reply(0, done=False)
-        while not self._s.closing:
+        while not self._closing():
             try:
-                self._s.queue.put(Unroll(trajs, nbytes), timeout=0.1)
+                self._unrolls.put(Unroll(trajs, nbytes), timeout=0.1)
                 return codec.push_reply(len(trajs), done=False)
             except queue.Full:
                 if not context.is_active():
@@ -169,9 +192,9 @@ class LearnerServicer(rpc.LearnerServicerBase):
         seen = 0
         try:
             while context.is_active():
-                got = self._s.publisher.wait(seen, timeout=0.5)
+                got = self._publisher.wait(seen, timeout=0.5)
                 if got is None:
-                    if self._s.publisher.closed:
+                    if self._publisher.closed:
                         return
                     continue
                 seen, b, encoded = got
@@ -185,7 +208,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
                 self.open_streams -= 1
 
     def Status(self, request, context: grpc.ServicerContext):
-        return codec.status_reply(self._s.status())
+        return codec.status_reply(self._status())
 
 
 def _call_dies(context: grpc.ServicerContext, wait_s: float = 0.2) -> bool:
