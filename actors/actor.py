@@ -98,6 +98,7 @@ class Actor:
         o = torch.from_numpy(obs.obs[role])
         ctx = None
         if role != LEADER:
+            assert self.broadcast is not None  # unroll() acts only after apply()
             ctx = torch.from_numpy(obs.follower_context(self.broadcast.follower_context))
         logits, _ = self.nets[role](o, ctx)
         actions, logp = sample_actions(logits, self.generator)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 import grpc
 import numpy as np
@@ -105,6 +105,12 @@ class GrpcActorEndpoint:
         self.actor_id: int | None = None
 
     # -- calls with retry -------------------------------------------------------------------------
+    @overload
+    def _call(self, what: str, fn: Callable[[], T], unless_done: Literal[False] = False) -> T: ...
+
+    @overload
+    def _call(self, what: str, fn: Callable[[], T], unless_done: bool) -> T | None: ...
+
     def _call(self, what: str, fn: Callable[[], T], unless_done: bool = False) -> T | None:
         """Run `fn` (one RPC); retry UNAVAILABLE with exponential back-off until the deadline.
 
@@ -226,6 +232,7 @@ class GrpcActorEndpoint:
                 with self._lock:  # close() cancels whatever stream is open once it holds the lock
                     if self._closed.is_set():
                         return
+                    assert self.actor_id is not None  # register() set it before starting this thread
                     request = codec.weights_request(self.actor_id)
                     stream = self._stream = self._stub.StreamWeights(request, metadata=self._metadata)
                 for msg in stream:
@@ -267,7 +274,7 @@ class GrpcActorEndpoint:
             self._closed.wait(delay)
             delay = min(2 * delay, _MAX_BACKOFF_S)
 
-    def _on_message(self, msg: object, restarted: bool = False) -> bool:
+    def _on_message(self, msg: codec.BroadcastMsg, restarted: bool = False) -> bool:
         b = codec.merge_weights(self._held, codec.decode_broadcast(msg))
         with self._lock:
             self._latest = b

@@ -15,12 +15,12 @@ pricing, phase, truncation, auto-reset and `active`-mask logic here:
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from stackrl.config import EnvConfig
 from stackrl.envs.base import LEADER, StepResult, follower_role
-from stackrl.envs.spaces import Box, Discrete
+from stackrl.envs.spaces import Box, Discrete, Space
 
 FRAME_SHAPE = (4, 84, 84)  # stacked grayscale frames, as envpool returns them
 ENVPOOL_TASK = "SpaceInvaders-v5"
@@ -96,7 +96,7 @@ class EnvpoolBackend:
         self._seed, self._pristine = seed, True
 
     @staticmethod
-    def _ordered(obs: np.ndarray, info: dict, ids: np.ndarray) -> np.ndarray:
+    def _ordered(obs: np.ndarray, info: dict[str, Any], ids: np.ndarray) -> np.ndarray:
         """Rows of an envpool result sorted to match ascending `ids` [n]."""
         env_id = np.asarray(info["env_id"])
         order = np.argsort(env_id, kind="stable")
@@ -110,11 +110,13 @@ class EnvpoolBackend:
             self._make(seed)
         self._pristine = False
         obs, info = self.pool.reset()
-        return obs[self._ordered(obs, info, np.arange(self.num_games))]
+        frames: np.ndarray = obs[self._ordered(obs, info, np.arange(self.num_games))]
+        return frames
 
     def reset_games(self, ids: np.ndarray) -> np.ndarray:
         obs, info = self.pool.reset(ids.astype(np.int32))
-        return obs[self._ordered(obs, info, ids)]
+        frames: np.ndarray = obs[self._ordered(obs, info, ids)]
+        return frames
 
     def step(self, actions: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obs, rew, term, trunc, info = self.pool.step(actions[:, 0].astype(np.int32), ids.astype(np.int32))
@@ -154,7 +156,7 @@ class AtariPricingEnv:
         self.max_episode_steps = int(max_episode_steps)
         self.num_phases = len(self.phase_edges)
         self.fire_actions = np.asarray(backend.fire_actions, bool)  # [A]
-        self.observation_spaces = {LEADER: Discrete(self.num_phases)}
+        self.observation_spaces: dict[str, Space] = {LEADER: Discrete(self.num_phases)}
         self.action_spaces = {LEADER: Discrete(len(self.prices))}
         for f in self.followers:
             self.observation_spaces[f] = Box(FRAME_SHAPE, "uint8", 0, 255)
@@ -179,7 +181,7 @@ class AtariPricingEnv:
         return self._obs()
 
     def _action(self, actions: dict[str, np.ndarray], role: str, ids: np.ndarray) -> np.ndarray:
-        a = np.asarray(actions[role]).reshape(-1)
+        a: np.ndarray = np.asarray(actions[role]).reshape(-1)
         if a.shape != (self.num_games,):
             raise ValueError(f"actions[{role!r}] must have shape [{self.num_games}], got {a.shape}")
         a = a[ids].astype(np.int64)

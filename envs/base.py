@@ -7,6 +7,7 @@ returned observation of a finished game is the first of its next episode), as en
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -51,10 +52,16 @@ class BatchedMultiAgentEnv(Protocol):
     """B games of one Markov game with a leader and followers."""
 
     num_games: int
-    roles: tuple[str, ...]
-    observation_spaces: dict[str, Space]
     action_spaces: dict[str, Discrete]
     max_episode_steps: int  # longest possible episode (play steps)
+
+    # Read-only members, so that a domain may declare narrower types (a matrix game's
+    # `tuple[str, str]` roles and Discrete-only observation spaces).
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+
+    @property
+    def observation_spaces(self) -> Mapping[str, Space]: ...
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Start all B games; returns role -> [B, *obs_shape]."""

@@ -67,7 +67,7 @@ def _tie_break_for(payoffs: np.ndarray, length: int) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_tie_break(key: tuple) -> float:
+def _cached_tie_break(key: tuple[tuple[int, ...], tuple[float, ...], int]) -> float:
     from stackrl.envs.solver import max_tie_break_weight
 
     shape, flat, length = key

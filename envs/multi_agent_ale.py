@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -61,7 +61,8 @@ def area_weights(src: int, dst: int) -> np.ndarray:
     lo = np.arange(dst)[:, None] * scale  # [dst, 1] start of each output cell in source pixels
     j = np.arange(src)[None, :]  # [1, src]
     overlap = np.clip(np.minimum(j + 1, lo + scale) - np.maximum(j, lo), 0.0, None)
-    return (overlap / scale).astype(np.float32)
+    weights: np.ndarray = (overlap / scale).astype(np.float32)
+    return weights
 
 
 class AreaResize:
@@ -93,9 +94,11 @@ class AreaResize:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = images.astype(np.float32)  # [n, H, W]
-        y = sum(w[:, None] * x[:, idx, :] for idx, w in self.rows)  # [n, h, W]
-        z = sum(w * y[:, :, idx] for idx, w in self.cols)  # [n, h, w]
-        return np.clip(z + 0.5, 0, 255).astype(np.uint8)
+        # sum() of arrays is an array (its start value 0 only types as int).
+        y = cast(np.ndarray, sum(w[:, None] * x[:, idx, :] for idx, w in self.rows))  # [n, h, W]
+        z = cast(np.ndarray, sum(w * y[:, :, idx] for idx, w in self.cols))  # [n, h, w]
+        out: np.ndarray = np.clip(z + 0.5, 0, 255).astype(np.uint8)
+        return out
 
 
 def action_names(ale_actions: np.ndarray) -> list[str]:
@@ -164,13 +167,15 @@ class MultiAgentAtariBatch:
     def _advance(self, i: int, action: dict[str, int]) -> None:
         game = self.games[i]
         total = np.zeros(self.num_players, np.float32)
-        last = prev = None
+        last: np.ndarray | None = None
+        prev: np.ndarray | None = None
         for _ in range(FRAME_SKIP):
             obs, rew, term, _, _ = game.step(action)
             total += [rew.get(p, 0) for p in self.players]
             prev, last = last, obs[self.players[0]][..., 0]
             if not game.agents or any(term.values()):
                 break
+        assert last is not None  # FRAME_SKIP >= 1 frames were played
         self._raw[i] = last if prev is None else np.maximum(prev, last)
         self._rewards[i] = total
         # Lives are shared in Space Invaders, so one player out means the game is over.
@@ -182,7 +187,12 @@ class MultiAgentAtariBatch:
                 fn(int(i))
             return
         chunks = np.array_split(ids, min(self.num_threads, len(ids)))
-        for f in [self._pool.submit(lambda c=c: [fn(int(i)) for i in c]) for c in chunks]:
+
+        def run_chunk(chunk: np.ndarray) -> None:
+            for i in chunk:
+                fn(int(i))
+
+        for f in [self._pool.submit(run_chunk, c) for c in chunks]:
             f.result()
 
     # -- batched ---------------------------------------------------------------------------------
@@ -199,7 +209,8 @@ class MultiAgentAtariBatch:
         ids = np.asarray(ids, np.int64)
         self._run(lambda i: self._start(i, seed), ids)
         self._stack[ids] = self._resize(ids)[:, None]
-        return self._stack[ids]
+        stacks: np.ndarray = self._stack[ids]
+        return stacks
 
     def step(self, actions: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Advance games `ids` [n] by one agent step (4 frames) with actions [n, P] (minimal set).

@@ -37,7 +37,7 @@ def load_factory(path: str) -> Callable[..., Any]:
     if not sep or not module or not attr:
         raise ValueError(f"env.pettingzoo: expected 'package.module:callable', got {path!r}")
     try:
-        fn = getattr(importlib.import_module(module), attr)
+        fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"env.pettingzoo: cannot load {path!r}: {e}") from None
     if not callable(fn):
@@ -73,7 +73,8 @@ class ObsConverter:
             self.space: Space = Discrete(int(gym_space.n))
         elif isinstance(gym_space, gs.Box) and _is_image(gym_space):
             self.kind = "image"
-            self.resize = AreaResize(tuple(gym_space.shape[:2]), (SIZE, SIZE))
+            h, w = gym_space.shape[:2]
+            self.resize = AreaResize((h, w), (SIZE, SIZE))
             self.stack = np.zeros((num_games, STACK, SIZE, SIZE), np.uint8)
             self.space = Box((STACK, SIZE, SIZE), "uint8", 0, 255)
         elif isinstance(gym_space, gs.Box):
@@ -200,6 +201,7 @@ class PettingZooBatch:
         self._seed = seed
         self._started = False
         lspace = self.observation_spaces[LEADER]
+        self._query_set: np.ndarray
         if query_set is None:  # internal: the probe rollout's own copy needs no query set
             self._query_set = np.zeros((0, *lspace.shape), lspace.dtype)
         elif query_set == "enumerate":
@@ -224,13 +226,15 @@ class PettingZooBatch:
 
     # -- query set ------------------------------------------------------------------------------
     def leader_query_set(self) -> np.ndarray:
-        return self._query_set.copy()
+        out: np.ndarray = self._query_set.copy()
+        return out
 
     def query_index(self, leader_obs: np.ndarray) -> np.ndarray:
         """[B] position of each leader observation in the query set (exact match), -1 elsewhere."""
         leader_obs = np.asarray(leader_obs)
         if self._lookup is not None:
-            return self._lookup[leader_obs.astype(np.int64)]
+            index: np.ndarray = self._lookup[leader_obs.astype(np.int64)]
+            return index
         dtype = self._query_set.dtype
         return np.array(
             [self._index.get(np.ascontiguousarray(o, dtype).tobytes(), -1) for o in leader_obs], np.int64

@@ -78,7 +78,8 @@ def save_probe_set(path: str | Path, probes: np.ndarray) -> None:
 def load_probe_set(path: str | Path) -> np.ndarray:
     """Read a probe set written by `save_probe_set`, checking its stored hash."""
     with np.load(path, allow_pickle=False) as f:
-        probes, stored = f["probes"], str(f["sha256"])
+        probes: np.ndarray = f["probes"]
+        stored = str(f["sha256"])
     if probe_hash(probes) != stored:
         raise ProbeSetMismatch(f"{path}: probe set does not match its stored hash (corrupted file)")
     return probes

@@ -143,6 +143,7 @@ class StackelbergEnv:
             if self.leader_source == "random":
                 self._answers[games] = self._rng.integers(0, self.leader_actions, size=(n, self.num_queries))
             else:
+                assert self._table is not None  # set_leader_source("table", ...) stored one
                 self._answers[games] = self._table[games] if self._table.ndim == 2 else self._table
 
     def query_observations(self) -> np.ndarray:
@@ -155,7 +156,8 @@ class StackelbergEnv:
             return obs
         space = self.base.observation_spaces[LEADER]
         if isinstance(space, Discrete):
-            return obs + space.n * in_query.astype(obs.dtype)
+            flagged: np.ndarray = obs + space.n * in_query.astype(obs.dtype)
+            return flagged
         return np.concatenate([obs, in_query.astype(obs.dtype)[:, None]], axis=1)
 
     # -- observation --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ takes the table with the best resulting value.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,9 @@ def policy_tables(num_obs: int, num_actions: int) -> np.ndarray:
     return np.array(list(itertools.product(range(num_actions), repeat=num_obs)), np.int64)
 
 
-def episode_returns(env: PettingZooBatch, leader_tables: np.ndarray, follower_tables: np.ndarray, seed: int):
+def episode_returns(
+    env: PettingZooBatch, leader_tables: np.ndarray, follower_tables: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns of one episode per game, game i playing (leader_tables[i], follower_tables[i]).
 
     Args:
@@ -70,7 +73,9 @@ def episode_returns(env: PettingZooBatch, leader_tables: np.ndarray, follower_ta
     return returns[LEADER], returns[env.roles[1]]
 
 
-def solve_small_game(make_env, max_pairs: int = MAX_PAIRS, seed: int = 0) -> SmallGameSolution:
+def solve_small_game(
+    make_env: Callable[[int], PettingZooBatch], max_pairs: int = MAX_PAIRS, seed: int = 0
+) -> SmallGameSolution:
     """Strong Stackelberg equilibrium over deterministic stationary policies, by simulation.
 
     Args:
@@ -82,11 +87,11 @@ def solve_small_game(make_env, max_pairs: int = MAX_PAIRS, seed: int = 0) -> Sma
     try:
         if len(probe.roles) != 2:
             raise ValueError(f"the small-game solver handles one leader and one follower, got {probe.roles}")
-        spaces = [probe.observation_spaces[r] for r in probe.roles]
-        if not all(isinstance(s, Discrete) for s in spaces):
+        leader_space, follower_space = (probe.observation_spaces[r] for r in probe.roles)
+        if not (isinstance(leader_space, Discrete) and isinstance(follower_space, Discrete)):
             raise ValueError("the small-game solver needs Discrete observations for both roles")
-        lt = policy_tables(spaces[0].n, probe.action_spaces[LEADER].n)
-        ft = policy_tables(spaces[1].n, probe.action_spaces[probe.roles[1]].n)
+        lt = policy_tables(leader_space.n, probe.action_spaces[LEADER].n)
+        ft = policy_tables(follower_space.n, probe.action_spaces[probe.roles[1]].n)
     finally:
         probe.close()
     if len(lt) * len(ft) > max_pairs:

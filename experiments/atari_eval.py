@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from stackrl.envs.query_phase import StackelbergEnv
 from stackrl.learner.checkpoint import load_checkpoint
 from stackrl.learner.evaluation import greedy_answers, play_first_episodes
 from stackrl.learner.models import PolicyNet, build_networks
+
+if TYPE_CHECKING:
+    from stackrl.envs.atari_pricing import AtariPricingEnv
 
 
 @dataclasses.dataclass
@@ -65,7 +69,7 @@ def rollout(
     their policies (seeded), or act greedily with `greedy`; the leader is always greedy. Counts
     each follower's FIRE actions and FIRE probability per play step on the way."""
     b = env.num_games
-    fire_actions = torch.as_tensor(env.base.fire_actions)
+    fire_actions = torch.as_tensor(cast("AtariPricingEnv", env.base).fire_actions)
     followers = env.followers
     fires = np.zeros((b, len(followers)))
     probs = np.zeros((b, len(followers)))
@@ -189,7 +193,7 @@ def run_eval(
     prices = [float(p) for p in cfg.env.prices]
     k = env.num_queries
 
-    per_price = []
+    per_price: list[dict[str, Any]] = []
     for j, price in enumerate(prices):
         r = rollout(env, nets, "table", np.full(k, j, np.int64), seed=seed, greedy=greedy)
         per_price.append(

@@ -386,7 +386,8 @@ def fire_economics(env: str, fire_share: float, steps: int = 1500, seed: int = 0
     rng = np.random.default_rng(seed)
     fire_ids, other_ids = np.flatnonzero(game.fire_actions), np.flatnonzero(~game.fire_actions)
     game.reset(seed)
-    points = fires = n = 0
+    points: float = 0
+    fires = n = 0
     for _ in range(steps):
         actions = {LEADER: np.zeros(b, np.int64)}
         for f in game.followers:

@@ -26,7 +26,9 @@ import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any, cast
 
 from stackrl.config import ExperimentConfig
 from stackrl.learner.service import LearnerServer
@@ -103,6 +105,11 @@ class _Mark:
     wait: list[float]
 
 
+def _pids(procs: list[BaseProcess]) -> list[int]:
+    """The pids of started processes (a started process has one)."""
+    return [cast(int, p.pid) for p in procs]
+
+
 def _mark(server: LearnerServer, pids: list[int]) -> _Mark:
     pids = [os.getpid(), *pids]
     st, learner = server.stats, server.learner
@@ -135,20 +142,20 @@ def measure(
     """Run the distributed path and measure a `seconds` window after `warmup_s` of consumed data."""
     token = secrets.token_urlsafe(24)
     server = LearnerServer(cfg, None, token=token)
-    procs = []
-    marks: dict[str, _Mark | float] = {"start": time.monotonic()}
+    procs: list[BaseProcess] = []
+    marks: dict[str, Any] = {"start": time.monotonic()}  # times (float) and _Mark snapshots
 
     def tick() -> None:
         check_actors(procs)
         now = time.monotonic()
         if "begin" in marks:
             if now - marks["begin"].time >= seconds:
-                marks["end"] = _mark(server, [p.pid for p in procs])
+                marks["end"] = _mark(server, _pids(procs))
                 server.stop()
         elif server.learner.env_steps > 0:
             marks.setdefault("first_data", now)
             if now - marks["first_data"] >= warmup_s:
-                marks["begin"] = _mark(server, [p.pid for p in procs])
+                marks["begin"] = _mark(server, _pids(procs))
         elif now - marks["start"] > startup_timeout_s:
             raise LaunchError(f"no trajectories reached the learner within {startup_timeout_s:g}s")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,7 +14,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated or not a stackrl checkpoint."""
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` (tensors, numbers, strings, lists and dicts only) to `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint with `weights_only=True` (no arbitrary unpickling); clear errors otherwise."""
     path = Path(path)
     if not path.exists():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from stackrl.envs.base import LEADER
-from stackrl.envs.query_phase import StackelbergEnv, StackelbergObs
+from stackrl.envs.query_phase import StackelbergEnv, StackelbergObs, StackelbergStep
 from stackrl.learner.models import PolicyNet
 
 
@@ -25,7 +25,9 @@ class EvalResult:
     episodes: int
 
 
-def record_first_episodes(step, roles: tuple[str, ...], finished: np.ndarray, returns: np.ndarray) -> None:
+def record_first_episodes(
+    step: StackelbergStep, roles: tuple[str, ...], finished: np.ndarray, returns: np.ndarray
+) -> None:
     """Store the raw returns [B, R] of games whose first episode ended with `step`; mark them finished.
 
     `step.episode_returns` are raw payoff sums (no tie-break shaping), one entry per game that ended.
@@ -42,7 +44,8 @@ def greedy_answers(env: StackelbergEnv, leader: PolicyNet, device: torch.device 
     """[K] the leader's greedy answers on the query set (as it sees them in query steps)."""
     q = torch.as_tensor(env.query_observations(), device=device)
     logits, _ = leader(q)
-    return logits.argmax(-1).cpu().numpy().astype(np.int64)
+    answers: np.ndarray = logits.argmax(-1).cpu().numpy().astype(np.int64)
+    return answers
 
 
 ActHook = Callable[[str, StackelbergObs, torch.Tensor, torch.Tensor, np.ndarray], None]

@@ -14,6 +14,8 @@ but the action, so the policy gradient stays unbiased.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from stackrl.config import ModelConfig
@@ -40,7 +42,7 @@ class NatureCNN(nn.Module):
             nn.ReLU(),
             nn.Flatten(),
         )
-        self.conv.to(memory_format=torch.channels_last)
+        self.conv.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         self.fc = nn.Sequential(nn.Linear(64 * 7 * 7, out_features), nn.ReLU())
         self.out_features = out_features
 
@@ -49,7 +51,8 @@ class NatureCNN(nn.Module):
         # one float pass over the batch instead of three. [N, C, 84, 84] in NHWC memory.
         x = x.contiguous(memory_format=torch.channels_last)
         x = x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x / 255.0
-        return self.fc(self.conv(x))
+        features: torch.Tensor = self.fc(self.conv(x))
+        return features
 
 
 class ObservationEncoder(nn.Module):
@@ -58,12 +61,14 @@ class ObservationEncoder(nn.Module):
     def __init__(self, space: Space, hidden: int):
         super().__init__()
         self.space = space
+        self.net: nn.Module
         if isinstance(space, Discrete):
             self.net = nn.Sequential(nn.Linear(space.n, hidden), nn.ReLU())
             self.out_features = hidden
         elif isinstance(space, Box) and len(space.shape) == 3:
-            self.net = NatureCNN(space.shape[0])
-            self.out_features = self.net.out_features
+            cnn = NatureCNN(space.shape[0])
+            self.net = cnn
+            self.out_features = cnn.out_features
         elif isinstance(space, Box) and len(space.shape) == 1:
             self.net = nn.Sequential(nn.Linear(space.shape[0], hidden), nn.ReLU())
             self.out_features = hidden
@@ -73,7 +78,8 @@ class ObservationEncoder(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if isinstance(self.space, Discrete):
             obs = F.one_hot(obs.long(), self.space.n).float()
-        return self.net(obs if obs.dtype == torch.uint8 else obs.float())
+        features: torch.Tensor = self.net(obs if obs.dtype == torch.uint8 else obs.float())
+        return features
 
 
 class PolicyNet(nn.Module):
@@ -106,6 +112,7 @@ class PolicyNet(nn.Module):
                 feat = feat + hidden
         self.torso = nn.Sequential(nn.Linear(feat, hidden), nn.ReLU())
         self.policy = nn.Linear(hidden, num_actions)
+        self.value: nn.Module
         if horizon:
             self.value = nn.Sequential(nn.Linear(hidden + 1, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         else:
@@ -120,6 +127,7 @@ class PolicyNet(nn.Module):
         """
         x = self.encoder(obs)
         if self.context_size:
+            context = cast(torch.Tensor, context)  # a network with a context is called with one
             c = F.one_hot(context.long().clamp(min=0), self.context_actions).float().flatten(1)  # [N, K*A_L]
             e = self.context_net(c)
             if self.context_join == "film":

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import torch
@@ -43,7 +44,7 @@ class TransportStats:
     bytes: int = 0
     lag_sum: int = 0  # learner version minus trajectory version, summed over trajectories
     lag_count: int = 0
-    per_actor: dict[int, dict] = field(default_factory=dict)
+    per_actor: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def mean_lag(self) -> float:
@@ -135,6 +136,7 @@ class LearnerServer:
         host = self.cfg.server.host
         target = f"[{host}]:{self.cfg.server.port}" if ":" in host else f"{host}:{self.cfg.server.port}"
         creds = server_credentials(self.cfg.server)
+        port: int
         try:
             port = (
                 self._server.add_secure_port(target, creds)
@@ -155,7 +157,7 @@ class LearnerServer:
         return port
 
     # -- the learner loop ------------------------------------------------------------------------
-    def run(self, progress: bool = True, on_tick: Callable[[], None] | None = None) -> dict | None:
+    def run(self, progress: bool = True, on_tick: Callable[[], None] | None = None) -> dict[str, Any] | None:
         """Train until the schedule ends (or `stop()`); then shut the service down.
 
         Args:
@@ -258,7 +260,7 @@ class LearnerServer:
             actors_registered=self.servicer.registered,
         )
 
-    def transport_summary(self) -> dict:
+    def transport_summary(self) -> dict[str, Any]:
         st = self.stats
         return {
             "unrolls": st.unrolls,
@@ -308,7 +310,7 @@ def serve_learner(
     progress: bool = True,
     token: str | None = None,
     on_bound: Callable[[str], None] | None = None,
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Run a learner service until the schedule ends; returns result.json's dict (None if stopped).
 
     Args:

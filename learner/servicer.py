@@ -57,7 +57,7 @@ class Publisher:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._serial = 0
-        self._latest: tuple[Broadcast, dict] | None = None
+        self._latest: tuple[Broadcast, dict[str, codec.RoleWeights]] | None = None
         self.closed = False
 
     def publish(self, b: Broadcast) -> None:
@@ -73,7 +73,7 @@ class Publisher:
             self._serial += 1
             self._cond.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> tuple[int, Broadcast, dict] | None:
+    def wait(self, seen: int, timeout: float) -> tuple[int, Broadcast, dict[str, codec.RoleWeights]] | None:
         """The newest (serial, broadcast, encoded weights) if newer than `seen`, else None after `timeout`."""
         with self._cond:
             self._cond.wait_for(lambda: self._serial > seen or self.closed, timeout)
@@ -130,17 +130,20 @@ class LearnerServicer(rpc.LearnerServicerBase):
         self.rejected = rejected
         self.open_streams = 0
 
-    def Register(self, request, context: grpc.ServicerContext):
+    def Register(self, request: codec.RegisterRequest, context: grpc.ServicerContext) -> codec.RegisterReply:
         with self._lock:
             actor_id = next(self._ids)
             self.registered += 1
         log.info("actor %d registered (host %s, pid %d)", actor_id, request.hostname or "?", request.pid)
         return codec.register_reply(actor_id, self._actor_config)
 
-    def PushTrajectories(self, request_iterator, context: grpc.ServicerContext):
+    def PushTrajectories(
+        self, request_iterator: Iterator[codec.TrajectoryMsg], context: grpc.ServicerContext
+    ) -> codec.PushReply:
         """Receive one unroll; queue it only once the client stream completed and every message passed
         validation, so a killed actor's half-sent unroll never reaches a batch."""
-        trajs, nbytes, received = [], 0, 0
+        trajs: list[Trajectory] = []
+        nbytes, received = 0, 0
         try:
             for msg in request_iterator:
                 received += 1
@@ -185,7 +188,9 @@ class LearnerServicer(rpc.LearnerServicerBase):
         log.warning("rejected an unroll (%s): %s", code.name, reason)
         context.abort(code, reason)
 
-    def StreamWeights(self, request, context: grpc.ServicerContext) -> Iterator:
+    def StreamWeights(
+        self, request: codec.WeightsRequest, context: grpc.ServicerContext
+    ) -> Iterator[codec.BroadcastMsg]:
         with self._lock:
             self.open_streams += 1
         sent: dict[str, int] = {}
@@ -207,7 +212,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
             with self._lock:
                 self.open_streams -= 1
 
-    def Status(self, request, context: grpc.ServicerContext):
+    def Status(self, request: codec.StatusRequest, context: grpc.ServicerContext) -> codec.StatusReply:
         return codec.status_reply(self._status())
 
 

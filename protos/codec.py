@@ -29,12 +29,25 @@ DEFAULT_MAX_TENSOR_BYTES = 1 << 30
 """Largest decoded tensor accepted (bounds zlib inflation; gRPC bounds the raw message size)."""
 
 
+# The messages of each RPC, for type annotations outside protos/ (build and read them with the
+# functions below).
+RegisterRequest = pb.RegisterRequest
+RegisterReply = pb.RegisterReply
+TrajectoryMsg = pb.TrajectoryMsg
+PushReply = pb.PushReply
+RoleWeights = pb.RoleWeights
+BroadcastMsg = pb.BroadcastMsg
+WeightsRequest = pb.WeightsRequest
+StatusRequest = pb.StatusRequest
+StatusReply = pb.StatusReply
+
+
 class CodecError(ValueError):
     """A message is malformed or does not match the expected layout; the message names the field."""
 
 
 # The closed list of element types; everything travels little-endian.
-_DTYPES: dict[int, np.dtype] = {
+_DTYPES: dict[pb.DType, np.dtype] = {
     pb.BOOL: np.dtype(np.bool_),
     pb.UINT8: np.dtype(np.uint8),
     pb.INT8: np.dtype(np.int8),
@@ -45,7 +58,7 @@ _DTYPES: dict[int, np.dtype] = {
     pb.FLOAT32: np.dtype(np.float32),
     pb.FLOAT64: np.dtype(np.float64),
 }
-_ENUMS: dict[np.dtype, int] = {dt: code for code, dt in _DTYPES.items()}
+_ENUMS: dict[np.dtype, pb.DType] = {dt: code for code, dt in _DTYPES.items()}
 
 # Trajectory arrays are named fields of TrajectoryMsg; the spec is the source of their names.
 ARRAY_FIELDS: tuple[str, ...] = tuple(TrajectorySpec(1, 1, (), "float32", 0).fields())

@@ -67,7 +67,7 @@ def server_credentials(server: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)])
 
 
-class TokenInterceptor(grpc.ServerInterceptor):
+class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information
     """Answers UNAUTHENTICATED to every call whose metadata lacks the shared token."""
 
     def __init__(self, token: str):
