@@ -11,6 +11,10 @@ Inputs, found recursively under every `--runs` root:
 Every table and figure names the command that produced its runs: a collection's `command.txt` if
 present, the command stored in ablation/divergence JSON, or (for `bench_matrix`) the bench command
 reconstructed from the games and seeds found.
+
+A `--runs` root that does not exist, or a run file that cannot be read or parsed (result.json,
+config.yaml, ablation.json, ...), stops the report with a `ReportError` naming the file and the
+reason, before results.md is written.
 """
 
 from __future__ import annotations
@@ -20,9 +24,40 @@ import os
 import re
 import statistics
 from pathlib import Path
+from typing import Any
 
+import yaml
 from stackrl.experiments.sample_efficiency import MISS, leader_phase_steps, must_learn, ratio
 from stackrl.learner.learner import steps_to_value
+
+
+class ReportError(ValueError):
+    """A run directory or one of its files cannot be read; the message names the path and why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot report on {path}: {reason}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise ReportError(path, f"cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ReportError(path, f"not a text file ({e.reason})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run file's JSON object, or ReportError naming the file."""
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise ReportError(path, f"not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ReportError(path, f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _fmt(x, nd: int = 3) -> str:
@@ -55,15 +90,17 @@ def discover(roots: list[str | Path]) -> tuple[dict[str, list[dict]], list[dict]
     for root in roots:
         root = Path(root)
         if not root.exists():
-            continue
+            raise ReportError(root, "no such directory")
+        if not root.is_dir():
+            raise ReportError(root, "not a directory")
         special: list[Path] = []
         for path in sorted(root.rglob("ablation.json")):
-            data = json.loads(path.read_text())
+            data = _read_json(path)
             data["_dir"] = str(path.parent)
             ablations.append(data)
             special.append(path.parent)
         for path in sorted(root.rglob("divergence.json")):
-            data = json.loads(path.read_text())
+            data = _read_json(path)
             data["_dir"] = str(path.parent)
             divergences.append(data)
             special.append(path.parent)
@@ -71,10 +108,7 @@ def discover(roots: list[str | Path]) -> tuple[dict[str, list[dict]], list[dict]
             run_dir = path.parent
             if any(s == run_dir or s in run_dir.parents for s in special):
                 continue
-            try:
-                run = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                continue
+            run = _read_json(path)
             if "leader_value" not in run or run.get("exact_value") is None:
                 continue  # Atari runs etc.: no exact value, not part of these tables
             run["_dir"] = str(run_dir)
@@ -93,7 +127,7 @@ def collection_command(name: str, runs: list[dict]) -> str:
     cdir = Path(runs[0]["_collection_dir"])
     cmd_file = cdir / "command.txt"
     if cmd_file.exists():
-        return cmd_file.read_text().strip()
+        return _read_text(cmd_file).strip()
     games = ",".join(dict.fromkeys(r["game"] for r in runs))
     seeds = ",".join(str(s) for s in sorted({r["seed"] for r in runs}))
     methods = ",".join(sorted({r["method"] for r in runs}, key=lambda m: (m != "meta", m)))
@@ -121,7 +155,12 @@ def _config(run: dict):
     cfg_path = Path(run.get("_dir", "")) / "config.yaml"
     if not run.get("_dir") or not cfg_path.exists():
         return None
-    return ExperimentConfig.from_yaml(cfg_path.read_text())
+    text = _read_text(cfg_path)
+    try:
+        return ExperimentConfig.from_yaml(text)
+    except (yaml.YAMLError, ValueError) as e:  # ConfigError is a ValueError
+        reason = " ".join(str(e).split())  # YAML errors span lines
+        raise ReportError(cfg_path, f"not a valid run config ({reason})") from None
 
 
 def summarise_runs(runs: list[dict]) -> list[dict]:
@@ -420,7 +459,8 @@ def _ablation_history(ab: dict, row: dict) -> list[dict]:
     for d in dirs:
         for fname in ("result.json", "oracle_result.json"):
             if (d / fname).exists():
-                return json.loads((d / fname).read_text()).get("eval_history", [])
+                history: list[dict] = _read_json(d / fname).get("eval_history", [])
+                return history
     return []
 
 
