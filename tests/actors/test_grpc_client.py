@@ -1,0 +1,86 @@
+"""actors/grpc_client.py against a real learner service on 127.0.0.1 (tests/service_harness.py): the
+weights it hands the actor, what it does with an unroll the learner refuses as ahead of it, the
+actor id it stamps, and closing."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from service_harness import fake_unroll, make_cfg, serving, wait_until
+from stackrl.actors.grpc_client import GrpcActorEndpoint
+
+
+def _next_broadcast(endpoint: GrpcActorEndpoint, cond=lambda b: True):
+    seen = []
+    wait_until(lambda: seen.append(endpoint.poll()) or (seen[-1] is not None and cond(seen[-1])))
+    return seen[-1]
+
+
+def test_poll_returns_each_broadcast_once_holding_every_roles_latest_weights():
+    cfg = make_cfg()
+    with serving(cfg) as server:
+        endpoint = GrpcActorEndpoint(server.address)
+        try:
+            endpoint.register()
+            first = _next_broadcast(endpoint)
+            assert first.versions == {"leader": 1, "follower_0": 1}
+            assert set(first.weights) == {"leader", "follower_0"}
+            assert endpoint.poll() is None  # nothing newer: the same broadcast is not returned twice
+            # One follower update: the stream now carries the follower's weights only, the client
+            # merges in the leader's it holds.
+            endpoint.push(fake_unroll(cfg))
+            second = _next_broadcast(endpoint, lambda b: b.versions["follower_0"] == 2)
+            assert second.versions["leader"] == 1 and set(second.weights) == {"leader", "follower_0"}
+            for name, value in first.weights["leader"].items():
+                np.testing.assert_array_equal(second.weights["leader"][name], value)
+            learner_now = server.learner.nets["follower_0"].state_dict()
+            for name, value in second.weights["follower_0"].items():
+                np.testing.assert_array_equal(value, learner_now[name].numpy())
+        finally:
+            endpoint.close()
+
+
+def test_an_unroll_ahead_of_the_learner_is_dropped_and_the_actor_goes_on():
+    cfg = make_cfg()
+    with serving(cfg) as server:
+        endpoint = GrpcActorEndpoint(server.address)
+        try:
+            endpoint.register()
+            ahead = fake_unroll(cfg)
+            ahead[0].version = 7  # e.g. weights from before the learner restarted from a checkpoint
+            endpoint.push(ahead)  # FAILED_PRECONDITION: dropped, not raised
+            assert endpoint.dropped_unrolls == 1
+            status = endpoint.status()
+            assert status.rejected == 1 and status.trajectories_received == 0
+            endpoint.push(fake_unroll(cfg))
+            wait_until(lambda: endpoint.status().trajectories_received == 1)
+            assert endpoint.dropped_unrolls == 1
+        finally:
+            endpoint.close()
+
+
+def test_pushes_carry_the_id_of_the_latest_registration():
+    cfg = make_cfg()
+    with serving(cfg) as server:
+        endpoint = GrpcActorEndpoint(server.address)
+        try:
+            assert endpoint.register()[0] == 0
+            assert endpoint.register()[0] == 1  # registering again (a restarted learner) gives a new id
+            endpoint.push(fake_unroll(cfg))  # the fake trajectories say actor 0
+            wait_until(lambda: server.stats.unrolls == 1)
+            assert list(server.stats.per_actor) == [1]
+        finally:
+            endpoint.close()
+
+
+def test_close_ends_the_weight_stream_thread():
+    cfg = make_cfg()
+    with serving(cfg, loop=False) as server:
+        endpoint = GrpcActorEndpoint(server.address)
+        actor_id, _ = endpoint.register()
+        _next_broadcast(endpoint)
+        name = f"weights-{actor_id}"
+        assert any(t.name == name for t in threading.enumerate())
+        endpoint.close()
+        assert not any(t.name == name and t.is_alive() for t in threading.enumerate())
