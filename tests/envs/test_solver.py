@@ -14,8 +14,15 @@ import math
 
 import numpy as np
 import pytest
+from stackrl.config import EnvConfig
 from stackrl.envs.matrix_games import BENCHMARK_GAMES, GAMES
-from stackrl.envs.solver import episode_values, leader_value_of, max_tie_break_weight, solve
+from stackrl.envs.solver import (
+    commitment_value,
+    episode_values,
+    leader_value_of,
+    max_tie_break_weight,
+    solve,
+)
 
 TOL = 1e-9
 
@@ -270,3 +277,48 @@ def test_too_large_game_is_refused():
     game = [[(0, 0)] * 3] * 3  # 3x3: 3**10 x 3**10 policy pairs
     with pytest.raises(ValueError, match="too large"):
         solve(game, 2)
+
+
+# -- commitment_value: a committed answer table against the exact strong best response --------------
+def test_commitment_value_of_an_optimal_table_is_the_exact_value():
+    env = EnvConfig(name="prisoners_dilemma")
+    sol = solve(GAMES["prisoners_dilemma"], 10)
+    assert sol.value == 31
+    for table in sol.leader_policies:
+        assert commitment_value(env, table) == sol.value
+
+
+@pytest.mark.parametrize(
+    ("env", "table", "value"),
+    [
+        # Always cooperate: the follower defects every step (4 > 3), the leader earns 1 x 10.
+        (EnvConfig(name="prisoners_dilemma"), [0, 0, 0, 0, 0], 10.0),
+        # Always defect: the follower defects too (2 > 1), the leader earns 2 x 10.
+        (EnvConfig(name="prisoners_dilemma"), [1, 1, 1, 1, 1], 20.0),
+        (EnvConfig(name="prisoners_dilemma", episode_length=3), [1, 1, 1, 1, 1], 6.0),
+        (EnvConfig(name="prisoners_dilemma", memory="small"), [1, 1, 1], 20.0),  # start + 2 follower moves
+        (EnvConfig(name="prisoners_dilemma", memory="none"), [0], 10.0),
+        # Stag hunt, always stag: the follower hunts stag too (4 > 3): 4 x 10.
+        (EnvConfig(name="stag_hunt"), [0, 0, 0, 0, 0], 40.0),
+        # A follower indifferent between its moves breaks the tie the leader's way (5, not 1).
+        (
+            EnvConfig(name="matrix", payoffs=[[[1, 0], [5, 0]], [[0, 0], [0, 0]]], episode_length=1),
+            [0] * 5,
+            5.0,
+        ),
+    ],
+)
+def test_commitment_value_of_a_constant_table_by_hand(env, table, value):
+    assert commitment_value(env, table) == value
+
+
+@pytest.mark.parametrize(
+    ("env", "table"),
+    [
+        (EnvConfig(name="prisoners_dilemma"), [0, 0, 0]),  # 3 answers, the full memory has 5 states
+        (EnvConfig(name="prisoners_dilemma", memory="small"), [0, 0, 0, 0, 0]),
+        (EnvConfig(name="space_invaders_pricing"), [0, 0, 0, 0, 0]),  # no exact solver for Atari
+    ],
+)
+def test_commitment_value_is_none_where_it_is_not_defined(env, table):
+    assert commitment_value(env, table) is None
