@@ -1,4 +1,4 @@
-"""Atari pricing games (DESIGN.md §4.2): a leader sells shots to followers who play Space Invaders.
+"""Atari pricing games (docs/design.md §4.2): a leader sells shots to followers who play Space Invaders.
 
 The leader observes the episode phase (a bucket of elapsed agent steps by `phase_edges`) and sets a
 price from `prices`; every follower step whose action contains FIRE costs `price_scale * price` game

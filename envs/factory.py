@@ -18,7 +18,7 @@ def is_matrix_game(cfg: EnvConfig) -> bool:
 
 
 def is_pettingzoo(cfg: EnvConfig) -> bool:
-    """A user's PettingZoo game (DESIGN.md §4.3)."""
+    """A user's PettingZoo game (docs/design.md §4.3)."""
     return cfg.name == "pettingzoo" or cfg.pettingzoo is not None
 
 

@@ -1,4 +1,4 @@
-"""`stackrl ablation NAME`: the query ablations of DESIGN.md §1, one command each.
+"""`stackrl ablation NAME`: the query ablations of docs/design.md §1, one command each.
 
 - `queries`: hidden vs observed queries (committed answers, the default meta preset otherwise).
 - `invariance`: `commit: false` with hidden queries (an invariant leader: it cannot tell a query step

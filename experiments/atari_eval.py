@@ -1,5 +1,5 @@
 """Evaluation of an Atari pricing run (`stackrl eval RUN_DIR`): does the follower respond to prices,
-does the leader price well, and does the contextual follower truly best-respond (DESIGN.md §5)?
+does the leader price well, and does the contextual follower truly best-respond (docs/design.md §5)?
 
 From `RUN_DIR/checkpoint.pt` (networks) and its embedded config:
 

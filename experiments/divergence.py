@@ -1,4 +1,4 @@
-"""Theorem 2 demonstration (DESIGN.md §1.4): outside the query framework, an RL leader can fail.
+"""Theorem 2 demonstration (docs/design.md §1.4): outside the query framework, an RL leader can fail.
 
 Two leaders with the same tabular memory-1 softmax policy, the same REINFORCE update and the same
 budget of base-game env steps, on an iterated matrix game:

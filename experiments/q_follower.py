@@ -1,4 +1,4 @@
-"""A query oracle built on learning dynamics: tabular Q-learning followers (DESIGN.md §1.1).
+"""A query oracle built on learning dynamics: tabular Q-learning followers (docs/design.md §1.1).
 
 For every commitment the leader samples (its answers to the 5 memory-1 queries, which it then plays:
 `commit: true`), a fresh tabular Q-learning follower learns from scratch for a block of episodes

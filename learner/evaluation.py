@@ -1,6 +1,6 @@
 """Deterministic evaluation: greedy leader and greedy followers over one extended episode per game.
 
-This is what benchmarks report (DESIGN.md §5): the leader's value in raw payoff units, the
+This is what benchmarks report (docs/design.md §5): the leader's value in raw payoff units, the
 followers' values and the leader's greedy answers on the query set. The optimality gap against the
 exact solver is computed by the caller where the exact value is known.
 """

@@ -1,7 +1,7 @@
 """Who may talk to the learner: a shared-token check on every RPC, TLS, and a refusal to listen openly.
 
 A learner reachable from other hosts accepts trajectories that drive its updates, so off loopback it
-requires a shared token (DESIGN.md §6). The token is checked by a server interceptor before any
+requires a shared token (docs/design.md §6). The token is checked by a server interceptor before any
 handler runs, so a rejected call never touches learner state; the comparison is constant-time.
 """
 

@@ -1,4 +1,4 @@
-"""The house rules of DESIGN.md §2 ("the nevers"), read from the package's own imports.
+"""The house rules of docs/design.md §2 ("the nevers"), read from the package's own imports.
 
 Every `import stackrl...` / `from stackrl... import` in the package, at module level or inside a
 function, is checked against the rules below, so a layout violation fails here instead of drifting

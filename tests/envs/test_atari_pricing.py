@@ -1,5 +1,5 @@
 """Atari pricing games: conformance, spaces, revenue accounting against the raw emulators, phases,
-inactive games, auto-reset and seeding (DESIGN.md §4.2)."""
+inactive games, auto-reset and seeding (docs/design.md §4.2)."""
 
 from __future__ import annotations
 
