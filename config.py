@@ -184,8 +184,19 @@ class ActorConfig:
     """Added to each actor process's niceness (0-19). On a machine with fewer cores than processes,
     a positive value lets the learner, usually the bottleneck, keep its core; actors still get all
     CPU the learner does not use."""
+    frozen_followers: str = "sample"
+    """How followers act while they do not learn (the leader phase without fine-tuning): `sample`
+    their policy, or play it `greedy`. A best response is a deterministic policy and evaluation plays
+    it greedily; with `greedy` the leader learns against exactly the responses it is judged by,
+    instead of against the residual randomness of a sampled follower, which can make the optimal
+    commitment look worse than it is and pull the leader away from it."""
 
     def validate(self) -> None:
+        _require(
+            self.frozen_followers in ("sample", "greedy"),
+            "actor.frozen_followers",
+            f"must be 'sample' or 'greedy', got {self.frozen_followers!r}",
+        )
         _require(self.num_actors >= 1, "actor.num_actors", f"must be >= 1, got {self.num_actors}")
         _require(self.unroll_length >= 1, "actor.unroll_length", f"must be >= 1, got {self.unroll_length}")
         _require(self.threads >= 1, "actor.threads", f"must be >= 1, got {self.threads}")
@@ -275,6 +286,12 @@ class PhaseConfig:
     followers, one after another; the run keeps the leader whose greedy commitment evaluated best.
     A contextual follower makes each restart cheap, and a restart escapes the local optima a single
     policy-gradient leader settles in (a small leader population, in sequence)."""
+    restart_confidence: float = 0.0
+    """leader: every restart after the first starts from a random commitment (a uniformly drawn
+    answer table, fitted into the fresh network) that it plays with this probability per query; 0
+    keeps the plain fresh network. A fresh network is nearly uniform, so restarts from it follow
+    nearly the same gradient path into the same local optimum; a random start puts each restart in
+    another basin."""
     inner_patience: int = 4
     """inner_outer: follower updates without improvement before its training counts as converged."""
     inner_min_updates: int = 4
@@ -295,6 +312,11 @@ class PhaseConfig:
             _require(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
         _require(self.inner_min_updates >= 0, f"{key}.inner_min_updates", "must be >= 0")
         _require(self.restarts >= 1, f"{key}.restarts", f"must be >= 1, got {self.restarts}")
+        _require(
+            0 <= self.restart_confidence < 1,
+            f"{key}.restart_confidence",
+            f"must be in [0, 1), got {self.restart_confidence}",
+        )
         _require(
             self.restarts == 1 or self.kind == "leader", f"{key}.restarts", "only a `leader` phase restarts"
         )

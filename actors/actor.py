@@ -59,6 +59,9 @@ class Actor:
         self.storage = {role: s.allocate() for role, s in self.storage_specs.items()}
         self.versions = {role: -1 for role in self.spec.roles}  # -1: no weights yet
         self.broadcast: Broadcast | None = None
+        self._greedy_roles: set[str] = (
+            set()
+        )  # followers that play greedily (frozen, see actor.frozen_followers)
         self.obs: StackelbergObs | None = None
         self.unrolls = 0
 
@@ -76,6 +79,8 @@ class Actor:
             self.env.set_leader_source(b.leader_source, b.leader_table)
             self.obs = self.env.reset(seed=self.cfg.seed * 100_003 + self.actor_id + 7919 * b.phase_id)
         self.broadcast = b
+        greedy = self.cfg.actor.frozen_followers == "greedy"
+        self._greedy_roles = {r for r in self.spec.roles[1:] if greedy and r not in b.send_roles}
 
     def wait_for_broadcast(self, timeout_s: float) -> Broadcast:
         """Block until the learner's first broadcast arrives (or raise TimeoutError)."""
@@ -101,7 +106,11 @@ class Actor:
             assert self.broadcast is not None  # unroll() acts only after apply()
             ctx = torch.from_numpy(obs.follower_context(self.broadcast.follower_context))
         logits, _ = self.nets[role](o, ctx)
-        actions, logp = sample_actions(logits, self.generator)
+        if role in self._greedy_roles:
+            actions = logits.argmax(-1).numpy().astype(np.int64)
+            logp = torch.log_softmax(logits, -1).gather(-1, torch.from_numpy(actions)[:, None])[:, 0].numpy()
+        else:
+            actions, logp = sample_actions(logits, self.generator)
         return np.where(acting, actions, 0), np.where(acting, logp, 0).astype(np.float32)
 
     def unroll(self) -> list[Trajectory]:

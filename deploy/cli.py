@@ -31,10 +31,22 @@ def main(verbose: bool) -> None:
 @click.option("--game", default=None, help="A named matrix game (see `stackrl solve --list`).")
 @click.option("--payoffs", default=None, help="User bimatrix as JSON: [[[rL,rF],[rL,rF]],[[rL,rF],[rL,rF]]].")
 @click.option("--episode-length", type=int, default=None, help="Steps per episode (default: the game's own).")
+@click.option(
+    "--memory",
+    type=click.Choice(["full", "small", "none"]),
+    default="full",
+    show_default=True,
+    help="What players observe: the previous joint action, the other's last action, nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the solution as JSON.")
 @click.option("--list", "list_games", is_flag=True, help="List the named games and exit.")
 def solve(
-    game: str | None, payoffs: str | None, episode_length: int | None, as_json: bool, list_games: bool
+    game: str | None,
+    payoffs: str | None,
+    episode_length: int | None,
+    memory: str,
+    as_json: bool,
+    list_games: bool,
 ) -> None:
     """Exact strong Stackelberg equilibrium of an iterated bimatrix game (deterministic memory-1 policies)."""
     from stackrl.envs.matrix_games import GAMES, resolve_game
@@ -50,13 +62,13 @@ def solve(
     try:
         table = json.loads(payoffs) if payoffs is not None else None
         p, length = resolve_game(game or "matrix", table, episode_length)
-        sol = solve_game(p, length)
+        sol = solve_game(p, length, memory)
     except (ValueError, json.JSONDecodeError) as e:
         _fail(str(e))
     if as_json:
         click.echo(json.dumps(sol.to_json()))
     else:
-        click.echo(format_solution(game or "user payoffs", sol, p.shape[0], p.shape[1]))
+        click.echo(format_solution(game or "user payoffs", sol, p.shape[0], p.shape[1], memory))
 
 
 def _build_config(
@@ -411,7 +423,10 @@ def report(roots: tuple[str, ...], out: str, figures: str | None) -> None:
     """Regenerate docs/results.md (tables and PNG figures) from run directories."""
     from stackrl.experiments.report import generate
 
-    path = generate(list(roots) or ["runs"], out, figures)
+    try:
+        path = generate(list(roots) or ["runs"], out, figures)
+    except ValueError as e:  # ReportError: a run directory it cannot read, named with the reason
+        _fail(str(e))
     click.echo(f"wrote {path}")
 
 

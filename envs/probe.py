@@ -16,12 +16,14 @@ rollout, identified by a content hash (sha256 over dtype, shape and bytes), and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from stackrl.config import ExperimentConfig
 
 
 class ProbeSetMismatch(RuntimeError):
@@ -108,3 +110,21 @@ def resolve_probe_set(
             "this host's environment rolls out differently from the one the run was started on"
         )
     return probes
+
+
+def store_probe_set_with_run(cfg: ExperimentConfig, run_dir: Path | None) -> ExperimentConfig:
+    """A `probe` query set without `env.probe_path` is stored in the run directory, so a resumed
+    run and the actors sharing the directory load the very set the learner started with."""
+    env = cfg.env
+    if env.name != "pettingzoo" or env.query_set != "probe" or env.probe_path or run_dir is None:
+        return cfg
+    return dataclasses.replace(cfg, env=dataclasses.replace(env, probe_path=str(run_dir / "probe_set.npz")))
+
+
+def pin_probe_hash(cfg: ExperimentConfig, query_set: np.ndarray) -> ExperimentConfig:
+    """Pin the learner's probe set's hash in the config that actors receive and config.yaml keeps:
+    an actor whose rollout produced a different set (another emulator build) refuses to start."""
+    env = cfg.env
+    if env.name != "pettingzoo" or env.query_set != "probe" or env.probe_hash:
+        return cfg
+    return dataclasses.replace(cfg, env=dataclasses.replace(env, probe_hash=probe_hash(query_set)))

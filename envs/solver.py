@@ -153,10 +153,19 @@ def max_tie_break_weight(payoffs: np.ndarray | list, episode_length: int, memory
     return float((dvf[constrained] / dvl[constrained]).min())
 
 
-def format_solution(name: str, sol: Solution, n_leader: int, n_follower: int) -> str:
-    """A readable table of the solution for the terminal."""
-    s = num_states(n_leader, n_follower)
-    states = ["start"] + [f"(aL={(k - 1) % n_leader},aF={(k - 1) // n_leader})" for k in range(1, s)]
+def format_solution(name: str, sol: Solution, n_leader: int, n_follower: int, memory: str = "full") -> str:
+    """A readable table of the solution for the terminal (a row per leader state; under `small`
+    memory the follower's states differ from the leader's and are listed after them)."""
+    if memory == "full":
+        s = num_states(n_leader, n_follower)
+        states = ["start"] + [f"(aL={(k - 1) % n_leader},aF={(k - 1) // n_leader})" for k in range(1, s)]
+    elif memory == "small":
+        states = ["start"] + [f"(other={k - 1})" for k in range(1, 1 + max(n_leader, n_follower))]
+    else:
+        states = ["any"]
+    s_l, s_f = len(sol.leader_policies[0]), len(sol.follower_response)
+    s = max(s_l, s_f)
+    states = states[:s]
     w = max(len(x) for x in states)
     lines = [
         f"game: {name}",
@@ -167,7 +176,9 @@ def format_solution(name: str, sol: Solution, n_leader: int, n_follower: int) ->
         f"{'state':<{w}}  leader  follower",
     ]
     for k in range(s):
-        lines.append(f"{states[k]:<{w}}  {sol.leader_policies[0][k]:>6}  {sol.follower_response[k]:>8}")
+        lead = str(sol.leader_policies[0][k]) if k < s_l else "-"
+        follow = str(sol.follower_response[k]) if k < s_f else "-"
+        lines.append(f"{states[k]:<{w}}  {lead:>6}  {follow:>8}")
     if len(sol.leader_policies) > 1:
         lines.append("")
         lines.append(

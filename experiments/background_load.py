@@ -2,18 +2,21 @@
 
 Distributed runs must not depend on how loaded the machine is. `background_load()` starts the load
 for the duration of a `with` block and stops it on the way out, whatever ends the block (an
-exception, Ctrl-C). A busy process also exits by itself as soon as its parent is gone, so even a
-benchmark killed with SIGKILL leaves nothing spinning.
+exception, Ctrl-C). A busy process is also killed by the kernel when its parent dies
+(PR_SET_PDEATHSIG), so even a benchmark killed with SIGKILL leaves nothing spinning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 
+_PR_SET_PDEATHSIG = 1
 # Spin until the parent that started us is gone (re-parented processes see another ppid).
 _BUSY = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    sum(range(100000))\n"
 
@@ -23,6 +26,8 @@ def start_load(processes: int, nice: int = 19) -> list[subprocess.Popen]:
 
     def lower_priority() -> None:
         os.nice(nice)
+        # Linux: the kernel kills the busy process when the process that started it dies.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return [
         subprocess.Popen(

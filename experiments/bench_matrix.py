@@ -29,7 +29,7 @@ from stackrl.envs.matrix_games import BENCHMARK_GAMES
 from stackrl.envs.solver import episode_values, strong_best_response
 from stackrl.experiments.background_load import background_load
 from stackrl.experiments.sample_efficiency import leader_phase_steps, median_steps, must_learn, ratio
-from stackrl.learner.learner import steps_to_value
+from stackrl.learner.evaluator import steps_to_value
 from stackrl.runners.presets import build_config, load_experiment
 
 
@@ -117,7 +117,7 @@ def matrix_config(
         "env": {"name": experiment, "payoffs": payoffs, "memory": memory},
         "seed": seed,
         "run_root": run_root,
-        "name": f"{game}_{method}_s{seed}",
+        "name": f"{game}_{method}_s{seed}" + (f"_{memory}" if memory != "full" else ""),
         "actor": {"num_actors": max(actors, 1)},
     }
     if method == "inner_outer":

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 from stackrl.experiments.sample_efficiency import MISS, leader_phase_steps, must_learn, ratio
-from stackrl.learner.learner import steps_to_value
+from stackrl.learner.evaluator import steps_to_value
 
 
 class ReportError(ValueError):

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -45,3 +46,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != "stackrl-checkpoint-v1":
         raise CheckpointError(f"{path} is not a stackrl checkpoint")
     return state
+
+
+def numpy_rng_state() -> dict:
+    """numpy's global RNG state as JSON-able data (checkpoints hold no pickled objects)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": gauss}
+
+
+def set_numpy_rng_state(s: dict) -> None:
+    np.random.set_state(
+        (s["name"], np.asarray(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["gauss"])
+    )

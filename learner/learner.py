@@ -1,36 +1,43 @@
 """The learner: consumes trajectory batches, updates the role the schedule names, publishes weights.
 
-It owns the networks, the optimizers, the schedule, evaluation, TensorBoard logging, checkpoints and
-the run's result.json. Transports feed it unrolls through `process`; how they arrive (in-process
-queue or gRPC) is not its concern.
+It composes the pieces that each own one job: the update step (networks, optimizers, versions),
+the schedule (which role learns when), the evaluator (evaluations and exact yardsticks), the run
+record (counters, wall clock, rates), leader restarts and the inner-outer baseline's driver, and
+writes result.json and checkpoints from them. Transports feed it unrolls through `process`; how
+they arrive (in-process queue or gRPC) is not its concern.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
-from stackrl.envs.factory import env_spec, make_stackelberg_env
-from stackrl.envs.probe import probe_hash
-from stackrl.envs.solver import commitment_value, solve_env
-from stackrl.learner.best_leader import BestLeader
-from stackrl.learner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stackrl.learner.evaluation import EvalResult, evaluate
-from stackrl.learner.follower_check import FollowerCheck
+from stackrl.envs.factory import env_spec
+from stackrl.envs.probe import pin_probe_hash, store_probe_set_with_run
+from stackrl.learner.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    numpy_rng_state,
+    save_checkpoint,
+    set_numpy_rng_state,
+)
+from stackrl.learner.evaluation import EvalResult
+from stackrl.learner.evaluator import Evaluator, steps_to_final
 from stackrl.learner.inner_outer import InnerOuterLoop
+from stackrl.learner.leader_restarts import BestLeader
 from stackrl.learner.metrics import Metrics
-from stackrl.learner.models import build_networks
+from stackrl.learner.models import PolicyNet
+from stackrl.learner.run_record import RunRecord
 from stackrl.learner.schedule import Schedule
-from stackrl.learner.update import actor_critic_loss
+from stackrl.learner.update_step import UpdateStep
 from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory, concat_trajectories
 
@@ -49,49 +56,25 @@ class Learner:
     def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, evaluate: bool = True):
         """`evaluate=False`: no greedy evaluations (a caller that evaluates the nets itself, e.g. a
         follower trained from scratch against a fixed leader table)."""
-        self.evaluates = evaluate
         self.run_dir = Path(run_dir) if run_dir is not None else None
         cfg = store_probe_set_with_run(cfg, self.run_dir)
         self.device = resolve_device(cfg.learner.device)
         torch.manual_seed(cfg.seed)
-        eval_cfg = dataclasses.replace(cfg.env, num_games=cfg.schedule.eval_games)
-        self.eval_env = make_stackelberg_env(eval_cfg, seed=cfg.seed + 99_991)
-        self.cfg = cfg = pin_probe_hash(cfg, self.eval_env.query_set)
-        self.spec = env_spec(self.eval_env)
+        self.evaluator = Evaluator(cfg, self.device, enabled=evaluate)
+        self.cfg = cfg = pin_probe_hash(cfg, self.evaluator.env.query_set)
+        self.evaluator.cfg = cfg
+        self.spec = env_spec(self.evaluator.env)
         self.followers = self.spec.roles[1:]
-        self.nets = {r: n.to(self.device) for r, n in build_networks(self.spec, cfg.model).items()}
-        self.optimizers = {
-            r: torch.optim.Adam(
-                n.parameters(), lr=cfg.learner.lr_leader if r == LEADER else cfg.learner.lr_follower
-            )
-            for r, n in self.nets.items()
-        }
-        self.versions = {r: 1 for r in self.spec.roles}
+        self.step = UpdateStep(cfg, self.spec, self.device)
         self.schedule = Schedule(cfg.schedule, self.followers)
         restarts = any(p.restarts > 1 for p in cfg.schedule.phases)
         self.best_leader: BestLeader | None = BestLeader() if restarts else None
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.inner_outer: InnerOuterLoop | None = None
-        self.exact = solve_env(cfg.env)
-        contextual = not any(p.kind == "inner_outer" for p in cfg.schedule.phases)
-        self.follower_check = (
-            FollowerCheck(cfg.env, seed=cfg.seed + 99_992)
-            if evaluate and contextual and FollowerCheck.applies(cfg.env)
-            else None
-        )
-        self.env_steps = 0
-        self.updates: dict[str, int] = defaultdict(int)
-        self.trajectories_received = 0
-        self.dropped_stale = 0
-        self.rejected = 0
-        self.bytes_received = 0
+        self.record = RunRecord()
         self.pending: dict[str, list[Trajectory]] = defaultdict(list)
-        self.eval_history: list[dict] = []
-        self.last_eval: EvalResult | None = None
-        self.start_time = time.time()
-        self.wall_offset = 0.0
-        self._last_rate = (time.time(), 0, 0, 0)
         self._last_checkpoint = time.time()
+        self._updates_at_checkpoint = 0
         self._total_updates_at_eval = 0
         self.metrics = Metrics(self.run_dir / "tb" if self.run_dir else None)
         self._broadcast = self._make_broadcast()
@@ -100,22 +83,67 @@ class Learner:
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml(redact_secrets=True))
             self.metrics.text("config", "```\n" + cfg.to_yaml(redact_secrets=True) + "\n```")
 
-    # -- broadcast ------------------------------------------------------------------------------
-    def _weights(self) -> dict[str, dict[str, np.ndarray]]:
-        return {
-            r: {k: v.detach().cpu().numpy().copy() for k, v in n.state_dict().items()}
-            for r, n in self.nets.items()
-        }
+    # -- the pieces' state, under the names callers use ----------------------------------------------
+    @property
+    def nets(self) -> dict[str, PolicyNet]:
+        return self.step.nets
 
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.step.optimizers
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return self.step.versions
+
+    @property
+    def updates(self) -> dict[str, int]:
+        return self.step.updates
+
+    @property
+    def env_steps(self) -> int:
+        return self.record.env_steps
+
+    @property
+    def trajectories_received(self) -> int:
+        return self.record.trajectories_received
+
+    @property
+    def rejected(self) -> int:
+        return self.record.rejected
+
+    @rejected.setter
+    def rejected(self, value: int) -> None:
+        self.record.rejected = value
+
+    @property
+    def eval_env(self) -> Any:
+        return self.evaluator.env
+
+    @property
+    def last_eval(self) -> EvalResult | None:
+        return self.evaluator.last
+
+    @property
+    def eval_history(self) -> list[dict[str, Any]]:
+        return self.evaluator.history
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.record.wall_seconds
+
+    @property
+    def done(self) -> bool:
+        return self.schedule.finished
+
+    # -- broadcast ------------------------------------------------------------------------------
     def _make_broadcast(self) -> Broadcast:
         s = self.schedule
         table = None
         if not s.finished and s.kind == "inner_outer":
-            if self.inner_outer is None:
-                self.inner_outer = InnerOuterLoop(s.phase, self.generator)
-            if self.inner_outer.current is None:
-                self._next_commitment(bump=False)
-            table = self.inner_outer.current.answers
+            current = self._inner_outer().current
+            assert current is not None
+            table = current.answers
         return Broadcast(
             phase_id=s.phase_id,
             phase_kind=s.kind,
@@ -124,7 +152,7 @@ class Learner:
             follower_context=s.follower_context(),
             leader_table=table,
             versions=dict(self.versions),
-            weights=self._weights(),
+            weights=self.step.weights(),
             done=s.finished,
         )
 
@@ -136,28 +164,24 @@ class Learner:
         self._broadcast = self._make_broadcast()
 
     # -- consuming trajectories ----------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return self.schedule.finished
-
     def process(self, trajs: list[Trajectory], nbytes: int = 0) -> bool:
         """Take one unroll's trajectories; returns True if the broadcast changed (new weights/phase)."""
         if self.done or not trajs:
             return False
-        self.trajectories_received += len(trajs)
-        self.bytes_received += nbytes
+        rec = self.record
+        rec.trajectories_received += len(trajs)
+        rec.bytes_received += nbytes
         if trajs[0].phase_id != self.schedule.phase_id:
-            self.dropped_stale += 1
+            rec.dropped_stale += 1
             return False
         changed = False
         steps = sum(t.env_steps for t in trajs)
-        self.env_steps += steps
+        rec.env_steps += steps
         self._log_episodes(trajs[0])
         for t in trajs:
-            self.metrics.scalar("lag/policy_lag", self.versions[t.role] - t.version, self.env_steps)
+            self.metrics.scalar("lag/policy_lag", self.versions[t.role] - t.version, rec.env_steps)
         learning = self.schedule.learning_roles()
-        index_before = self.schedule.index
-        kind_before = self.schedule.kind
+        index_before, kind_before = self.schedule.index, self.schedule.kind
         if not self.schedule.add_env_steps(steps):
             for t in trajs:
                 if t.role in learning:
@@ -165,71 +189,46 @@ class Learner:
             for role in learning:
                 if len(self.pending[role]) >= self.cfg.learner.batch_trajectories:
                     batch = self.pending.pop(role)
-                    self._update(role, batch)
+                    self.update_on_arrays(role, concat_trajectories(batch))
                     changed = True
                     if self.schedule.kind == "inner_outer" and role == self.followers[-1]:
                         self._inner_outer_step(batch)  # may end the phase early
         if self.schedule.index != index_before:
-            self.pending.clear()
-            self.inner_outer = None
-            if self.best_leader is not None and kind_before == "leader":
-                self._offer_leader()
-            if self.schedule.fresh_leader():
-                self._fresh_leader()
-            if self.schedule.finished:
-                if self.best_leader is not None:
-                    self.best_leader.restore(self.nets[LEADER])
-                self._evaluate()
+            self._on_phase_end(kind_before)
             changed = True
         if changed:
-            total = sum(self.updates.values())
+            total = self.step.total_updates
             if total - self._total_updates_at_eval >= self.cfg.schedule.eval_interval_updates:
                 self._total_updates_at_eval = total
                 self._evaluate()
             self._refresh_broadcast()
-        self._log_rates()
+        rec.log_rates(self.metrics, self.step.total_updates)
         return changed
 
-    def _update(self, role: str, batch: list[Trajectory]) -> None:
-        arrays = concat_trajectories(batch)
-        self.update_on_arrays(role, arrays)
+    def _on_phase_end(self, kind_before: str) -> None:
+        self.pending.clear()
+        self.inner_outer = None
+        if self.best_leader is not None and kind_before == "leader":
+            self._offer_leader()
+        if self.schedule.fresh_leader():
+            phase = self.schedule.phase
+            seed = self.cfg.seed * 7919 + self.schedule.index
+            self.step.fresh_leader(seed, self.evaluator.env.query_observations(), phase.restart_confidence)
+        if self.schedule.finished:
+            if self.best_leader is not None:
+                self.best_leader.restore(self.nets[LEADER])
+            self._evaluate()
 
     def update_on_arrays(self, role: str, arrays: dict[str, np.ndarray]) -> None:
         """One optimizer step of `role` on a batch of trajectory arrays ([T(+1), B, ...])."""
-        net = self.nets[role]
-        tensors = {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}
-        lc = self.cfg.learner
-        entropy_cost = lc.entropy_leader if role == LEADER else lc.entropy_follower
-        if lc.entropy_anneal:
-            entropy_cost *= self.schedule.phase_remaining()
-        opt = self.optimizers[role]
-        if lc.lr_anneal:
-            base_lr = lc.lr_leader if role == LEADER else lc.lr_follower
-            for group in opt.param_groups:
-                group["lr"] = base_lr * self.schedule.phase_remaining()
-        for _ in range(lc.epochs):
-            loss, stats = actor_critic_loss(
-                net, tensors, lc, entropy_cost=entropy_cost, value_on_all_steps=role == LEADER
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), lc.max_grad_norm)
-            opt.step()
-        self.versions[role] += 1
-        self.updates[role] += 1
+        self.step.step(role, arrays, self.schedule.phase_remaining(), self.metrics, self.env_steps)
         self.schedule.on_update(role)
-        step = self.env_steps
-        self.metrics.scalar(f"loss/{role}/total", stats.total, step)
-        self.metrics.scalar(f"loss/{role}/policy", stats.policy, step)
-        self.metrics.scalar(f"loss/{role}/baseline", stats.baseline, step)
-        self.metrics.scalar(f"loss/{role}/entropy", stats.entropy, step)
-        self.metrics.scalar(f"loss/{role}/mean_rho", stats.mean_rho, step)
-        self.metrics.scalar(f"loss/{role}/grad_norm", float(grad_norm), step)
 
     # -- leader restarts -----------------------------------------------------------------------------
     def _offer_leader(self) -> None:
         """A leader training ended: keep its leader if its greedy commitment evaluates best so far."""
-        value = evaluate(self.eval_env, self.nets, device=self.device).leader_value
+        assert self.best_leader is not None
+        value = self.evaluator.play(self.nets).leader_value
         kept = self.best_leader.offer(value, self.nets[LEADER])
         self.metrics.scalar("restarts/leader_value", value, self.env_steps)
         log.debug(
@@ -239,39 +238,35 @@ class Learner:
             "kept" if kept else "dropped",
         )
 
-    def _fresh_leader(self) -> None:
-        """Start the next restart: a freshly initialised leader network and optimizer."""
-        fresh = build_networks(self.spec, self.cfg.model)[LEADER].to(self.device)
-        self.nets[LEADER].load_state_dict(fresh.state_dict())
-        self.optimizers[LEADER] = torch.optim.Adam(
-            self.nets[LEADER].parameters(), lr=self.cfg.learner.lr_leader
-        )
-        self.versions[LEADER] += 1
-
     # -- inner-outer baseline -------------------------------------------------------------------
-    def _query_obs(self) -> np.ndarray:
-        return self.eval_env.query_observations()
+    def _inner_outer(self) -> InnerOuterLoop:
+        if self.inner_outer is None:
+            self.inner_outer = InnerOuterLoop(self.schedule.phase, self.generator)
+        if self.inner_outer.current is None:
+            self._next_commitment(bump=False)
+        return self.inner_outer
 
     def _next_commitment(self, bump: bool = True) -> None:
-        q = torch.as_tensor(self._query_obs(), device=self.device)
+        assert self.inner_outer is not None
+        q = torch.as_tensor(self.evaluator.env.query_observations(), device=self.device)
         self.inner_outer.next_commitment(self.nets[LEADER], q)
         if bump:
             self.schedule.new_phase_id()
 
     def _inner_outer_step(self, batch: list[Trajectory]) -> None:
+        loop = self._inner_outer()
         rows = [t.episode_returns for t in batch if len(t.episode_returns)]
         mean_f = float(np.concatenate(rows)[:, 1:].mean()) if rows else None
-        if not self.inner_outer.on_follower_update(mean_f):
+        if not loop.on_follower_update(mean_f):
             return
-        current = self.inner_outer.current
-        res = evaluate(
-            self.eval_env, self.nets, "table", current.answers, follower_context=False, device=self.device
-        )
-        if current.greedy:
-            self._record_eval(res)
-        if self.inner_outer.record(res.leader_value):
-            self.update_on_arrays(LEADER, self.inner_outer.leader_batch(self._query_obs()))
-            if self.inner_outer.frozen:
+        current = loop.current
+        assert current is not None
+        res = self.evaluator.play(self.nets, "table", current.answers, context=False)
+        if current.greedy and self.evaluator.enabled:
+            self.evaluator.record(res, self.nets, self.env_steps, self.wall_seconds, self.metrics)
+        if loop.record(res.leader_value):
+            self.update_on_arrays(LEADER, loop.leader_batch(self.evaluator.env.query_observations()))
+            if loop.frozen:
                 self.schedule.end_phase()
                 self.inner_outer = None
                 return
@@ -279,35 +274,12 @@ class Learner:
 
     # -- evaluation and logging -----------------------------------------------------------------
     def _evaluate(self) -> None:
-        if not self.evaluates:
-            return
-        if self.schedule.kind == "inner_outer" and not self.schedule.finished:
-            return  # the inner-outer loop evaluates its greedy commitment itself
-        if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases):
-            return
-        sampled = self.cfg.schedule.eval_followers == "sampled"
-        self._record_eval(evaluate(self.eval_env, self.nets, device=self.device, sample_followers=sampled))
+        if not self.evaluator.enabled or not self.evaluator.contextual:
+            return  # inner-outer runs evaluate their greedy commitment themselves
+        self._record(self.evaluator.play(self.nets))
 
-    def _record_eval(self, res: EvalResult) -> None:
-        self.last_eval = res
-        point = {
-            "env_steps": self.env_steps,
-            "leader_value": res.leader_value,
-            "follower_values": res.follower_values,
-            "leader_answers": res.leader_answers,
-            "wall_seconds": self.wall_seconds,
-        }
-        step = self.env_steps
-        self.metrics.scalar("eval/leader_value", res.leader_value, step)
-        for f, v in zip(self.followers, res.follower_values):
-            self.metrics.scalar(f"eval/{f}_value", v, step)
-        if self.exact is not None:
-            point["gap"] = self.exact.value - res.leader_value
-            self.metrics.scalar("eval/optimality_gap", point["gap"], step)
-        if self.follower_check is not None:
-            point["follower_check"] = self.follower_check(self.nets, self.device)
-            self.metrics.scalar("eval/follower_check", point["follower_check"], step)
-        self.eval_history.append(point)
+    def _record(self, res: EvalResult) -> None:
+        self.evaluator.record(res, self.nets, self.env_steps, self.wall_seconds, self.metrics)
 
     def _log_episodes(self, traj: Trajectory) -> None:
         if len(traj.episode_returns) == 0:
@@ -316,71 +288,40 @@ class Learner:
         for role, m in zip(self.spec.roles, means):
             self.metrics.scalar(f"return/{role}", float(m), self.env_steps)
 
-    def _log_rates(self) -> None:
-        now = time.time()
-        t0, steps0, bytes0, upd0 = self._last_rate
-        if now - t0 < 2.0:
-            return
-        dt = now - t0
-        total_updates = sum(self.updates.values())
-        self.metrics.scalar("throughput/env_steps_per_s", (self.env_steps - steps0) / dt, self.env_steps)
-        self.metrics.scalar(
-            "throughput/bytes_received_per_s", (self.bytes_received - bytes0) / dt, self.env_steps
-        )
-        self.metrics.scalar("throughput/updates_per_s", (total_updates - upd0) / dt, self.env_steps)
-        self._last_rate = (now, self.env_steps, self.bytes_received, total_updates)
-
-    @property
-    def wall_seconds(self) -> float:
-        return self.wall_offset + time.time() - self.start_time
-
     # -- results ----------------------------------------------------------------------------------
     def final_evaluation(self) -> EvalResult:
-        if self.last_eval is None:
+        if self.evaluator.last is None:
             self._evaluate()
-        if self.last_eval is None:  # inner-outer before its first greedy commitment converged
-            self._record_eval(evaluate(self.eval_env, self.nets, follower_context=False, device=self.device))
-        return self.last_eval
+        if self.evaluator.last is None:  # inner-outer before its first greedy commitment converged
+            self._record(self.evaluator.play(self.nets, context=False))
+        assert self.evaluator.last is not None
+        return self.evaluator.last
 
-    def result(self) -> dict:
+    def result(self) -> dict[str, Any]:
         res = self.final_evaluation()
-        by_phase = dict(self.schedule.env_steps_by_phase)
-        out = {
+        followers: Any = res.follower_values[0] if len(res.follower_values) == 1 else res.follower_values
+        out: dict[str, Any] = {
             "name": self.cfg.name,
             "game": self.cfg.env.name,
-            "method": "inner_outer"
-            if any(p.kind == "inner_outer" for p in self.cfg.schedule.phases)
-            else "meta",
+            "method": "meta" if self.evaluator.contextual else "inner_outer",
             "seed": self.cfg.seed,
             "leader_value": res.leader_value,
-            "follower_value": res.follower_values[0]
-            if len(res.follower_values) == 1
-            else res.follower_values,
+            "follower_value": followers,
             "leader_answers": res.leader_answers,
-            "env_steps": {**by_phase, "total": self.env_steps},
+            "env_steps": {**self.schedule.env_steps_by_phase, "total": self.env_steps},
             "steps_to_final": steps_to_final(self.eval_history),
             "wall_seconds": self.wall_seconds,
             "updates": dict(self.updates),
-            "trajectories_received": self.trajectories_received,
-            "dropped_stale": self.dropped_stale,
+            "trajectories_received": self.record.trajectories_received,
+            "dropped_stale": self.record.dropped_stale,
             "eval_history": self.eval_history,
+            **self.evaluator.exact_fields(self.nets, res),
         }
-        if self.exact is not None:
-            out["exact_value"] = self.exact.value
-            out["gap"] = self.exact.value - res.leader_value
-            out["leader_value_vs_best_response"] = self._value_against_best_response(res.leader_answers)
-        if self.follower_check is not None:
-            out["follower_check"] = self.follower_check(self.nets, self.device)
+        if self.best_leader is not None:
+            out["restart_values"] = list(self.best_leader.values)
         return out
 
-    def _value_against_best_response(self, answers: list[int]) -> float | None:
-        """The greedy commitment's value when the follower strongly best-responds (exact solver).
-
-        Separates leader errors from follower errors: above `exact_value` is impossible here, so a
-        `leader_value` above it means the learned follower failed to best-respond."""
-        return commitment_value(self.cfg.env, answers)
-
-    def write_result(self) -> dict:
+    def write_result(self) -> dict[str, Any]:
         out = self.result()
         if self.run_dir:
             tmp = self.run_dir / "result.json.tmp"
@@ -390,70 +331,53 @@ class Learner:
         return out
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: networks, optimizers, schedule phase and position, step
         counters, RNG states, eval history and the run config (tensors, numbers, strings only)."""
         return {
             "format": "stackrl-checkpoint-v1",
             "config_yaml": self.cfg.to_yaml(redact_secrets=True),
-            "nets": {r: n.state_dict() for r, n in self.nets.items()},
-            "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
-            "versions": dict(self.versions),
+            **self.step.state_dict(),
             "schedule": self.schedule.state_dict(),
             "env_steps": self.env_steps,
-            "updates": dict(self.updates),
-            "counters": {
-                "trajectories_received": self.trajectories_received,
-                "dropped_stale": self.dropped_stale,
-                "rejected": self.rejected,
-                "bytes_received": self.bytes_received,
-                "total_updates_at_eval": self._total_updates_at_eval,
-            },
+            "counters": {**self.record.state_dict(), "total_updates_at_eval": self._total_updates_at_eval},
             "eval_history_json": json.dumps(self.eval_history),
             "wall_seconds": self.wall_seconds,
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng_json": json.dumps(_numpy_rng_state()),
+            "numpy_rng_json": json.dumps(numpy_rng_state()),
             "generator_rng": self.generator.get_state(),
             "best_leader": self.best_leader.state_dict() if self.best_leader is not None else None,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        for r, n in self.nets.items():
-            n.load_state_dict(state["nets"][r])
-        for r, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][r])
-        self.versions = {r: int(v) for r, v in state["versions"].items()}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step.load_state_dict(state)
         self.schedule.load_state_dict(state["schedule"])
-        self.env_steps = int(state["env_steps"])
-        self.updates = defaultdict(int, {r: int(v) for r, v in state["updates"].items()})
         counters = state.get("counters", {})
-        self.trajectories_received = int(counters.get("trajectories_received", 0))
-        self.dropped_stale = int(counters.get("dropped_stale", 0))
-        self.rejected = int(counters.get("rejected", 0))
-        self.bytes_received = int(counters.get("bytes_received", 0))
-        self._total_updates_at_eval = int(counters.get("total_updates_at_eval", sum(self.updates.values())))
-        self.eval_history = json.loads(state["eval_history_json"])
-        self.wall_offset = float(state["wall_seconds"])
-        self.start_time = time.time()
+        total = self.step.total_updates
+        self.record.load_state_dict(counters, state["env_steps"], state["wall_seconds"], total)
+        self._total_updates_at_eval = int(counters.get("total_updates_at_eval", total))
+        self.evaluator.history = json.loads(state["eval_history_json"])
         torch.set_rng_state(state["torch_rng"])
         if "numpy_rng_json" in state:
-            _set_numpy_rng_state(json.loads(state["numpy_rng_json"]))
+            set_numpy_rng_state(json.loads(state["numpy_rng_json"]))
         self.generator.set_state(state["generator_rng"])
         if self.best_leader is not None and state.get("best_leader") is not None:
             self.best_leader.load_state_dict(state["best_leader"])
         self.pending.clear()
         self.inner_outer = None
-        self._last_rate = (time.time(), self.env_steps, self.bytes_received, sum(self.updates.values()))
-        self._updates_at_checkpoint = sum(self.updates.values())
+        self._updates_at_checkpoint = total
         self._refresh_broadcast()
 
     def save(self, path: Path | None = None) -> Path:
-        path = Path(path) if path else self.run_dir / "checkpoint.pt"
-        save_checkpoint(path, self.state_dict())
+        if path is None:
+            if self.run_dir is None:
+                raise ValueError("save() needs a path for a learner without a run directory")
+            path = self.run_dir / "checkpoint.pt"
+        save_checkpoint(Path(path), self.state_dict())
         self._last_checkpoint = time.time()
-        self._updates_at_checkpoint = sum(self.updates.values())
+        self._updates_at_checkpoint = self.step.total_updates
         log.debug("checkpoint at %d env steps written to %s", self.env_steps, path)
-        return path
+        return Path(path)
 
     def maybe_checkpoint(self) -> bool:
         """Checkpoint if `schedule.checkpoint_interval_s` passed or `checkpoint_interval_updates`
@@ -463,8 +387,9 @@ class Learner:
         sc = self.cfg.schedule
         due = time.time() - self._last_checkpoint >= sc.checkpoint_interval_s
         if sc.checkpoint_interval_updates:
-            since = sum(self.updates.values()) - getattr(self, "_updates_at_checkpoint", 0)
-            due = due or since >= sc.checkpoint_interval_updates
+            due = (
+                due or self.step.total_updates - self._updates_at_checkpoint >= sc.checkpoint_interval_updates
+            )
         if due:
             self.save()
         return due
@@ -488,7 +413,9 @@ class Learner:
         """Continue a run from its checkpoint (default `run_dir/checkpoint.pt`): restore everything and
         reopen TensorBoard so curves continue from the restored env steps (events the interrupted run
         logged after its checkpoint are purged)."""
-        path = Path(path) if path else self.run_dir / "checkpoint.pt"
+        if path is None and self.run_dir is None:
+            raise ValueError("resume() needs a path for a learner without a run directory")
+        path = Path(path) if path else self.run_dir / "checkpoint.pt"  # type: ignore[operator]
         self.restore(path)
         if self.run_dir is not None:
             self.metrics.close()
@@ -500,57 +427,10 @@ class Learner:
             "resumed from %s at %d env steps (%d updates, phase %d)",
             path,
             self.env_steps,
-            sum(self.updates.values()),
+            self.step.total_updates,
             self.schedule.index,
         )
 
     def close(self) -> None:
         self.metrics.close()
-        if self.follower_check is not None:
-            self.follower_check.close()
-
-
-def store_probe_set_with_run(cfg: ExperimentConfig, run_dir: Path | None) -> ExperimentConfig:
-    """A `probe` query set without `env.probe_path` is stored in the run directory, so a resumed
-    run and the actors sharing the directory load the very set the learner started with."""
-    env = cfg.env
-    if env.name != "pettingzoo" or env.query_set != "probe" or env.probe_path or run_dir is None:
-        return cfg
-    return dataclasses.replace(cfg, env=dataclasses.replace(env, probe_path=str(run_dir / "probe_set.npz")))
-
-
-def pin_probe_hash(cfg: ExperimentConfig, query_set: np.ndarray) -> ExperimentConfig:
-    """Pin the learner's probe set's hash in the config that actors receive and config.yaml keeps:
-    an actor whose rollout produced a different set (another emulator build) refuses to start."""
-    env = cfg.env
-    if env.name != "pettingzoo" or env.query_set != "probe" or env.probe_hash:
-        return cfg
-    return dataclasses.replace(cfg, env=dataclasses.replace(env, probe_hash=probe_hash(query_set)))
-
-
-def steps_to_value(history: list[dict], value: float) -> int | None:
-    """Env steps at the first evaluation from which the leader value stayed at `value` (None: never)."""
-    first = None
-    for point in history:
-        if math.isclose(point["leader_value"], value, abs_tol=1e-6):
-            first = int(point["env_steps"]) if first is None else first
-        else:
-            first = None
-    return first
-
-
-def steps_to_final(history: list[dict]) -> int | None:
-    """Env steps at the first evaluation from which the leader value never changed again."""
-    return steps_to_value(history, history[-1]["leader_value"]) if history else None
-
-
-def _numpy_rng_state() -> dict:
-    """numpy's global RNG state as JSON-able data (checkpoints hold no pickled objects)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": gauss}
-
-
-def _set_numpy_rng_state(s: dict) -> None:
-    np.random.set_state(
-        (s["name"], np.asarray(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["gauss"])
-    )
+        self.evaluator.close()

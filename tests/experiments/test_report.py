@@ -281,10 +281,6 @@ def test_an_unreadable_run_stops_the_report_naming_the_file(tmp_path, damage, ba
     assert not out.exists()  # the old results page is left alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy/cli.py's `report` does not catch ValueError yet (it calls generate() bare)",
-)
 def test_report_command_prints_one_error_line_for_an_unreadable_run(tmp_path):
     r = CliRunner().invoke(
         main, ["report", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "r.md")]

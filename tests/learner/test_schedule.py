@@ -63,3 +63,26 @@ def test_alternate_run_updates_both_roles_in_ratio():
     leader = result["updates"]["leader"]
     assert leader > 0 and follower_alt > 0
     assert abs(follower_alt - 2 * leader) <= 2
+
+
+def test_leader_restarts_expand_into_phases_that_start_a_fresh_leader():
+    from stackrl.config import PhaseConfig, ScheduleConfig
+    from stackrl.learner.schedule import Schedule
+
+    cfg = ScheduleConfig(phases=[PhaseConfig("pretrain", 100), PhaseConfig("leader", 10, restarts=3)])
+    s = Schedule(cfg, ("follower_0",))
+    assert [p.env_steps for p in s.phases] == [100, 4, 3, 3]
+    fresh = []
+    while not s.finished:
+        fresh.append(s.fresh_leader())
+        s.add_env_steps(s.phase.env_steps)
+    assert fresh == [False, False, True, True]
+    assert s.phase_id == 4
+
+
+def test_restarts_are_only_for_leader_phases():
+    import pytest
+    from stackrl.config import ConfigError, PhaseConfig
+
+    with pytest.raises(ConfigError, match="restarts"):
+        PhaseConfig("pretrain", 100, restarts=2).validate("schedule.phases[0]")
