@@ -476,9 +476,14 @@ def _check_fields(cls: type, data: Any, prefix: str) -> None:
             raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(names)}")
         tp = hints[key]
         args = typing.get_args(tp)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             _check_fields(tp, value, f"{path}.")
-        elif typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
+        elif (
+            typing.get_origin(tp) is list
+            and args
+            and isinstance(args[0], type)
+            and dataclasses.is_dataclass(args[0])
+        ):
             if isinstance(value, list):
                 for i, item in enumerate(value):
                     _check_fields(args[0], item, f"{path}[{i}].")

@@ -6,13 +6,14 @@ import dataclasses
 import json
 import logging
 import sys
+from typing import Any, NoReturn
 
 import click
 from stackrl.config import ConfigError, ExperimentConfig
 from stackrl.runners.presets import build_config
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     click.echo(f"error: {msg}", err=True)
     sys.exit(2)
 
@@ -54,13 +55,13 @@ def solve(
     from stackrl.envs.solver import solve as solve_game
 
     if list_games:
-        for name, table in GAMES.items():
-            click.echo(f"{name:20s} {table}")
+        for name, named_table in GAMES.items():
+            click.echo(f"{name:20s} {named_table}")
         return
     if (game is None) == (payoffs is None):
         _fail("give exactly one of --game NAME or --payoffs JSON")
     try:
-        table = json.loads(payoffs) if payoffs is not None else None
+        table: list[Any] | None = json.loads(payoffs) if payoffs is not None else None
         p, length = resolve_game(game or "matrix", table, episode_length)
         sol = solve_game(p, length, memory)
     except (ValueError, json.JSONDecodeError) as e:
@@ -265,7 +266,7 @@ def learner(
     try:
         cfg = _build_config(experiment, None, seed, None, name, None, overrides)
         # The token stays out of the config: the learner writes the config to runs/<name>/config.yaml.
-        given = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
+        given: dict[str, Any] = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
         cfg = dataclasses.replace(
             cfg, server=dataclasses.replace(cfg.server, **{k: v for k, v in given.items() if v is not None})
         )

@@ -7,6 +7,8 @@ Thousands of games step per call; the leader's query set is every state.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from stackrl.envs.base import LEADER, StepResult, follower_role
 from stackrl.envs.spaces import Discrete
@@ -34,7 +36,7 @@ BENCHMARK_GAMES: tuple[str, ...] = tuple(g for g in GAMES if g != "battle_of_the
 DEFAULT_EPISODE_LENGTH = {"battle_of_the_sexes": 1}
 
 
-def payoff_array(payoffs: list | np.ndarray) -> np.ndarray:
+def payoff_array(payoffs: list[Any] | np.ndarray) -> np.ndarray:
     """Validate a user bimatrix and return it as float64 [n_L, n_F, 2]."""
     try:
         p = np.asarray(payoffs, dtype=np.float64)
@@ -47,7 +49,7 @@ def payoff_array(payoffs: list | np.ndarray) -> np.ndarray:
     return p
 
 
-def resolve_game(name: str, payoffs: list | None, episode_length: int | None) -> tuple[np.ndarray, int]:
+def resolve_game(name: str, payoffs: list[Any] | None, episode_length: int | None) -> tuple[np.ndarray, int]:
     """(payoff array, episode length) for a named game or a user bimatrix."""
     if payoffs is not None:
         p = payoff_array(payoffs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from stackrl.config import EnvConfig
@@ -75,7 +76,7 @@ class Solution:
     follower_value: float
     """The follower's value in that equilibrium."""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "value": self.value,
             "leader_policies": self.leader_policies,
@@ -92,7 +93,7 @@ def strong_best_response(v_l: np.ndarray, v_f: np.ndarray) -> tuple[np.ndarray, 
     return br, masked.max(axis=1)
 
 
-def solve(payoffs: np.ndarray | list, episode_length: int, memory: str = "full") -> Solution:
+def solve(payoffs: np.ndarray | list[Any], episode_length: int, memory: str = "full") -> Solution:
     lp, fp, v_l, v_f = episode_values(payoff_array(payoffs), episode_length, memory)
     br, value = strong_best_response(v_l, v_f)
     best = value.max()
@@ -107,7 +108,7 @@ def solve(payoffs: np.ndarray | list, episode_length: int, memory: str = "full")
 
 
 def leader_value_of(
-    payoffs: np.ndarray | list, episode_length: int, leader_policy: list[int], memory: str = "full"
+    payoffs: np.ndarray | list[Any], episode_length: int, leader_policy: list[int], memory: str = "full"
 ) -> tuple[float, float]:
     """(leader value, follower value) when the follower strongly best-responds to `leader_policy`."""
     lp, _, v_l, v_f = episode_values(payoff_array(payoffs), episode_length, memory)
@@ -135,7 +136,7 @@ def commitment_value(env: EnvConfig, answers: list[int]) -> float | None:
     return leader_value_of(table, length, answers, env.memory)[0]
 
 
-def max_tie_break_weight(payoffs: np.ndarray | list, episode_length: int, memory: str = "full") -> float:
+def max_tie_break_weight(payoffs: np.ndarray | list[Any], episode_length: int, memory: str = "full") -> float:
     """Largest eps such that a follower maximising r_F + eps * r_L keeps every strict preference.
 
     For each leader policy and follower policies j, k with V_F(j) > V_F(k) but V_L(k) > V_L(j), the

@@ -48,13 +48,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def numpy_rng_state() -> dict:
+def numpy_rng_state() -> dict[str, Any]:
     """numpy's global RNG state as JSON-able data (checkpoints hold no pickled objects)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": gauss}
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # legacy=True: (name, keys, pos, has_gauss, gauss)
+    name, keys, pos, has_gauss, gauss = state
+    return {"name": name, "keys": np.asarray(keys).tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": gauss}
 
 
-def set_numpy_rng_state(s: dict) -> None:
+def set_numpy_rng_state(s: dict[str, Any]) -> None:
     np.random.set_state(
         (s["name"], np.asarray(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["gauss"])
     )

@@ -44,14 +44,15 @@ class FollowerCheck:
             return False
         payoffs, _ = resolve_game(env_cfg.name, env_cfg.payoffs, env_cfg.episode_length)
         n_l, n_f = payoffs.shape[:2]
-        return n_l ** observation_sizes(n_l, n_f, env_cfg.memory)[0] <= MAX_TABLES
+        return bool(n_l ** observation_sizes(n_l, n_f, env_cfg.memory)[0] <= MAX_TABLES)
 
     def correct(self, nets: dict[str, PolicyNet], device: torch.device | str = "cpu") -> np.ndarray:
         """[N] bool: the greedy follower best-responds exactly (leader-favoured) to table i."""
         returns = play_first_episodes(self.env, nets, "table", self.tables, device=device)  # [N, 2]
-        return np.isclose(returns[:, 1], self.follower_target, atol=1e-6) & np.isclose(
+        ok: np.ndarray = np.isclose(returns[:, 1], self.follower_target, atol=1e-6) & np.isclose(
             returns[:, 0], self.leader_target, atol=1e-6
         )
+        return ok
 
     def __call__(self, nets: dict[str, PolicyNet], device: torch.device | str = "cpu") -> float:
         return float(self.correct(nets, device).mean())

@@ -8,6 +8,7 @@ if it beats every earlier one. At the end of the run the kept leader is the one 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
@@ -53,10 +54,10 @@ class BestLeader:
         net.load_state_dict(self.state)
         return True
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, Any]:
         return {"value": self.value, "state": self.state, "values": list(self.values)}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value, self.state, self.values = state["value"], state["state"], list(state["values"])
 
     @property

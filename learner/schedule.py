@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from typing import Any
 
 from stackrl.config import PhaseConfig, ScheduleConfig
 from stackrl.envs.base import LEADER
@@ -126,7 +127,7 @@ class Schedule:
         self.phase_id += 1
         return self.phase_id
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "phase_id": self.phase_id,
@@ -136,7 +137,7 @@ class Schedule:
             "alt_updates": self._alt_updates,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.index = state["index"]
         self.phase_id = state["phase_id"]
         self.phase_env_steps = state["phase_env_steps"]

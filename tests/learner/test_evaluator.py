@@ -1,0 +1,56 @@
+"""The evaluator: history, exact yardsticks, and the steps-to-value helpers."""
+
+from __future__ import annotations
+
+import torch
+from stackrl.config import ExperimentConfig
+from stackrl.envs.base import LEADER, follower_role
+from stackrl.learner.evaluation import EvalResult
+from stackrl.learner.evaluator import Evaluator, steps_to_final, steps_to_value
+from stackrl.learner.metrics import Metrics
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, action: int):
+        super().__init__()
+        self.action = action
+
+    def forward(self, obs, context=None):
+        logits = torch.zeros(obs.shape[0], 2)
+        logits[:, self.action] = 1.0
+        return logits, torch.zeros(obs.shape[0])
+
+
+def test_steps_to_value_counts_from_the_evaluation_after_which_it_held():
+    h = [
+        {"env_steps": s, "leader_value": v}
+        for s, v in [(10, 1.0), (20, 2.0), (30, 1.0), (40, 2.0), (50, 2.0)]
+    ]
+    assert steps_to_value(h, 2.0) == 40
+    assert steps_to_value(h, 3.0) is None
+    assert steps_to_final(h) == 40 and steps_to_final([]) is None
+
+
+def test_records_the_gap_and_the_commitment_against_the_exact_best_response():
+    cfg = ExperimentConfig.from_dict({"env": {"name": "prisoners_dilemma", "num_games": 2}})
+    ev = Evaluator(cfg, torch.device("cpu"))
+    nets = {LEADER: Constant(1), follower_role(0): Constant(1)}  # always defect, both
+    res = ev.play(nets)
+    assert res.leader_value == 20.0 and res.leader_answers == [1, 1, 1, 1, 1]
+    metrics = Metrics(None)
+    ev.record(res, nets, env_steps=7, wall=1.0, metrics=metrics)
+    assert ev.history[-1]["gap"] == 31.0 - 20.0 and metrics.latest["eval/optimality_gap"] == 11.0
+    assert 0.0 <= ev.history[-1]["follower_check"] <= 1.0
+    fields = ev.exact_fields(nets, res)
+    # Constant defection is worth 20 against the exact best response (mutual defection, 2 x 10).
+    assert fields["exact_value"] == 31.0 and fields["leader_value_vs_best_response"] == 20.0
+    ev.close()
+
+
+def test_no_exact_fields_without_a_solver():
+    ev_res = EvalResult(1.0, [1.0], [0], 1)
+    cfg = ExperimentConfig.from_dict({"env": {"name": "prisoners_dilemma", "num_games": 1}})
+    ev = Evaluator(cfg, torch.device("cpu"), enabled=False)
+    assert ev.follower_check is None
+    assert "follower_check" not in ev.exact_fields({}, ev_res)
+    ev.close()
