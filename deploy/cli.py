@@ -10,7 +10,17 @@ from typing import Any, NoReturn
 
 import click
 from stackrl.config import ConfigError, ExperimentConfig
+from stackrl.envs.matrix_games import MEMORIES
 from stackrl.runners.presets import build_config
+
+_memory_option = click.option(
+    "--memory",
+    type=click.Choice(list(MEMORIES)),
+    default="full",
+    show_default=True,
+    help="What players observe: the previous joint action, the other's last action, nothing.",
+)
+"""`--memory` of the matrix games (`envs.matrix_games.MEMORIES`), for `solve` and `bench matrix`."""
 
 
 def _fail(msg: str) -> NoReturn:
@@ -32,13 +42,7 @@ def main(verbose: bool) -> None:
 @click.option("--game", default=None, help="A named matrix game (see `stackrl solve --list`).")
 @click.option("--payoffs", default=None, help="User bimatrix as JSON: [[[rL,rF],[rL,rF]],[[rL,rF],[rL,rF]]].")
 @click.option("--episode-length", type=int, default=None, help="Steps per episode (default: the game's own).")
-@click.option(
-    "--memory",
-    type=click.Choice(["full", "small", "none"]),
-    default="full",
-    show_default=True,
-    help="What players observe: the previous joint action, the other's last action, nothing.",
-)
+@_memory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the solution as JSON.")
 @click.option("--list", "list_games", is_flag=True, help="List the named games and exit.")
 def solve(
@@ -189,13 +193,7 @@ def bench() -> None:
 @click.option("--payoffs", "payoff_sets", multiple=True, help="Extra user bimatrix (JSON); repeatable.")
 @click.option("--random", "random_games", type=int, default=0, help="Add N random 2x2 games (payoffs 0-9).")
 @click.option("--random-seed", type=int, default=0, show_default=True, help="Seed of the random suite.")
-@click.option(
-    "--memory",
-    type=click.Choice(["full", "small", "none"]),
-    default="full",
-    show_default=True,
-    help="What players observe: the previous joint action, the other's last action, nothing.",
-)
+@_memory_option
 @click.option(
     "--actors", type=int, default=0, help="0: serial in-process runs; N: the distributed path with N actors."
 )
