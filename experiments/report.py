@@ -211,13 +211,27 @@ def _plt():
     return plt
 
 
+def _panels(plt, n: int):
+    """A figure with one 4x3-inch panel for each of `n` games, at most 4 a row: (fig, axes [rows, cols])."""
+    ncol = min(4, n)
+    nrow = (n + ncol - 1) // ncol
+    return plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out `fig`, write it to `path` (creating its folder) and close it; returns `path`."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
     """One panel per game: leader value vs env steps per method and seed; exact value dashed."""
     plt = _plt()
     games = list(dict.fromkeys(r["game"] for r in runs))
-    ncol = min(4, len(games))
-    nrow = (len(games) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    fig, axes = _panels(plt, len(games))
     colors = {"meta": "tab:blue", "inner_outer": "tab:orange"}
     for ax, game in zip(axes.flat, games):
         seen = set()
@@ -240,11 +254,7 @@ def plot_learning_curves(runs: list[dict], path: Path, title: str) -> Path:
         _style_curve_axis(ax, game)
     _hide_unused(axes, len(games))
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_sample_efficiency(summary: list[dict], path: Path, title: str) -> Path:
@@ -282,11 +292,7 @@ def plot_sample_efficiency(summary: list[dict], path: Path, title: str) -> Path:
     ax.set_ylabel("env steps to exact value (median)", fontsize=8)
     ax.set_title(title + "  (hatched: never reached; bar = budget)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_divergence(div: dict, path: Path) -> Path:
@@ -308,11 +314,7 @@ def plot_divergence(div: dict, path: Path) -> Path:
     ax.set_ylabel("leader value (deterministic)")
     ax.set_title(f"Theorem 2 on {div['game']}", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -472,9 +474,7 @@ def plot_ablation(ab: dict, path: Path) -> Path | None:
     if not any(h for _, h in curves):
         return None
     plt = _plt()
-    ncol = min(4, len(games))
-    nrow = (len(games) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    fig, axes = _panels(plt, len(games))
     cmap = plt.get_cmap("tab10")
     colors = {v: cmap(i) for i, v in enumerate(ab["variants"])}
     for ax, game in zip(axes.flat, games):
@@ -502,11 +502,7 @@ def plot_ablation(ab: dict, path: Path) -> Path | None:
         _style_curve_axis(ax, game)
     _hide_unused(axes, len(games))
     fig.suptitle(f"ablation {ab['ablation']}: leader value vs env steps", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def ablation_section(ab: dict, out: Path | None = None, fig_dir: Path | None = None) -> str:
