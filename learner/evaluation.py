@@ -7,8 +7,10 @@ exact solver is computed by the caller where the exact value is known.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec
 
 import numpy as np
 import torch
@@ -47,6 +49,8 @@ def greedy_answers(env: StackelbergEnv, leader: PolicyNet, device: torch.device 
     answers: np.ndarray = logits.argmax(-1).cpu().numpy().astype(np.int64)
     return answers
 
+
+_P = ParamSpec("_P")
 
 ActHook = Callable[[str, StackelbergObs, torch.Tensor, torch.Tensor, np.ndarray], None]
 
@@ -100,26 +104,17 @@ def play_first_episodes(
     raise RuntimeError(f"evaluation did not finish an episode in {max_steps} steps")
 
 
-@torch.no_grad()
-def evaluate(
+def _summary(
+    returns: np.ndarray,
     env: StackelbergEnv,
     nets: dict[str, PolicyNet],
-    leader_source: str = "policy",
-    table: np.ndarray | None = None,
-    follower_context: bool = True,
-    device: torch.device | str = "cpu",
-    max_steps: int = 1_000_000,
-    seed: int = 12345,
-    sample_followers: bool = False,
+    leader_source: str,
+    table: np.ndarray | None,
+    device: torch.device | str,
+    **_: object,
 ) -> EvalResult:
-    """Play every game of `env` greedily until each has finished one episode; average its returns.
-
-    With `sample_followers` the followers sample their policies (seeded by `seed`); the leader and
-    its answers stay greedy."""
-    returns = play_first_episodes(
-        env, nets, leader_source, table, follower_context, device, max_steps, seed, sample_followers
-    )
-    b = env.num_games
+    """The first episodes' raw returns [B, R] averaged over the games, with the leader's answers: its
+    greedy ones on the query set when it plays its policy, else the table it played."""
     answers = (
         greedy_answers(env, nets[LEADER], device)
         if leader_source == "policy"
@@ -130,5 +125,28 @@ def evaluate(
         leader_value=float(mean[0]),
         follower_values=[float(v) for v in mean[1:]],
         leader_answers=answers.tolist(),
-        episodes=b,
+        episodes=env.num_games,
     )
+
+
+def _summarized(play: Callable[_P, np.ndarray]) -> Callable[_P, EvalResult]:
+    """`play` (first-episode returns [B, R]) followed by `_summary`, taking exactly `play`'s arguments:
+    one argument list, with its defaults, serves both."""
+    signature = inspect.signature(play)
+
+    @torch.no_grad()
+    def evaluate(*args: _P.args, **kwargs: _P.kwargs) -> EvalResult:
+        """Play every game of `env` greedily until each has finished one episode; average its returns.
+
+        With `sample_followers` the followers sample their policies (seeded by `seed`); the leader and
+        its answers stay greedy. The arguments are those of `play_first_episodes`."""
+        returns = play(*args, **kwargs)
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        return _summary(returns, **call.arguments)
+
+    evaluate.__signature__ = signature.replace(return_annotation="EvalResult")  # type: ignore[attr-defined]
+    return evaluate
+
+
+evaluate = _summarized(play_first_episodes)
