@@ -146,6 +146,7 @@ def _summarized(play: Callable[_P, np.ndarray]) -> Callable[_P, EvalResult]:
         return _summary(returns, **call.arguments)
 
     evaluate.__signature__ = signature.replace(return_annotation="EvalResult")  # type: ignore[attr-defined]
+    evaluate.__qualname__ = "evaluate"  # the module-level name below: picklable, as a plain function is
     return evaluate
 
 
