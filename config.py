@@ -40,6 +40,9 @@ class EnvConfig:
     memory: str = "full"
     """Matrix games: what a player observes. `full`: the previous joint action (5 states in 2x2),
     `small`: the other player's previous action (3), `none`: nothing (1; the repeated one-shot game)."""
+    explore_starts: float = 0.0
+    """Matrix games: while followers learn against random leaders, this fraction of episodes starts
+    in a uniformly random state (exploring starts), so every state is learned under every table."""
     num_games: int = 64
     """B: games stepped together in one actor process."""
     queries: str = "hidden"
@@ -97,6 +100,11 @@ class EnvConfig:
             self.queries in ("hidden", "observed"),
             "env.queries",
             f"must be 'hidden' or 'observed', got {self.queries!r}",
+        )
+        _require(
+            0 <= self.explore_starts <= 1,
+            "env.explore_starts",
+            f"must be in [0, 1], got {self.explore_starts}",
         )
         _require(
             self.memory in ("full", "small", "none"),

@@ -37,7 +37,7 @@ def make_env(cfg: EnvConfig, seed: int = 0) -> BatchedMultiAgentEnv:
     """The base (non-extended) batched game."""
     if is_matrix_game(cfg):
         payoffs, length = resolve_game(cfg.name, cfg.payoffs, cfg.episode_length)
-        return IteratedMatrixGame(payoffs, length, cfg.num_games, cfg.memory)
+        return IteratedMatrixGame(payoffs, length, cfg.num_games, cfg.memory, cfg.explore_starts)
     if is_pettingzoo(cfg):
         from stackrl.envs.pettingzoo_adapter import make_pettingzoo  # optional dependency
 

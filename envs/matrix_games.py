@@ -98,8 +98,18 @@ def observe(a_l: np.ndarray, a_f: np.ndarray, n_leader: int, memory: str) -> tup
 class IteratedMatrixGame:
     """B iterated bimatrix games; implements `BatchedMultiAgentEnv`."""
 
-    def __init__(self, payoffs: np.ndarray, episode_length: int, num_games: int, memory: str = "full"):
+    def __init__(
+        self,
+        payoffs: np.ndarray,
+        episode_length: int,
+        num_games: int,
+        memory: str = "full",
+        explore_starts: float = 0.0,
+    ):
         self.memory = memory
+        self.explore_starts = explore_starts
+        self._exploring = False
+        self._rng = np.random.default_rng(0)
         self.payoffs = payoff_array(payoffs).astype(np.float32)
         self.n_leader, self.n_follower = self.payoffs.shape[:2]
         self.episode_length = episode_length
@@ -116,11 +126,31 @@ class IteratedMatrixGame:
     def _obs(self) -> dict[str, np.ndarray]:
         return {LEADER: self._state.copy(), follower_role(0): self._state_f.copy()}
 
+    def set_exploring_starts(self, on: bool) -> None:
+        """While on, a fraction `explore_starts` of episodes begins as if a uniformly random joint
+        action had just been played (exploring starts). A follower pretrained this way sees every
+        state under every leader table, including the states that only a deliberate sacrifice
+        reaches: a best response that pays a step now for a better state later is otherwise never
+        explored, because the follower's guess for that unvisited state makes the sacrifice look bad."""
+        self._exploring = on
+
+    def _start(self, games: np.ndarray) -> None:
+        """Begin new episodes in `games` ([B] bool)."""
+        self._state[games] = 0
+        self._state_f[games] = 0
+        self._t[games] = 0
+        if self._exploring and self.explore_starts > 0:
+            pick = games & (self._rng.random(self.num_games) < self.explore_starts)
+            n = int(pick.sum())
+            a_l = self._rng.integers(0, self.n_leader, n)
+            a_f = self._rng.integers(0, self.n_follower, n)
+            self._state[pick], self._state_f[pick] = observe(a_l, a_f, self.n_leader, self.memory)
+
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
-        # The game is deterministic; the seed is accepted for interface uniformity.
-        self._state[:] = 0
-        self._state_f[:] = 0
-        self._t[:] = 0
+        # The game is deterministic; the seed only draws exploring starts.
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._start(np.ones(self.num_games, bool))
         return self._obs()
 
     def step(self, actions: dict[str, np.ndarray], active: np.ndarray | None = None) -> StepResult:
@@ -141,9 +171,7 @@ class IteratedMatrixGame:
         self._state_f = np.where(act, s_f, self._state_f)
         self._t = self._t + act
         dones = act & (self._t >= self.episode_length)
-        self._state[dones] = 0
-        self._state_f[dones] = 0
-        self._t[dones] = 0
+        self._start(dones)
         return StepResult(self._obs(), {LEADER: r_l, follower_role(0): r_f}, dones)
 
     def leader_query_set(self) -> np.ndarray:

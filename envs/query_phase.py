@@ -129,6 +129,10 @@ class StackelbergEnv:
                 )
             self._table = table
         self.leader_source = source
+        # Domains with exploring starts use them while followers learn against random leaders.
+        set_exploring = getattr(self.base, "set_exploring_starts", None)
+        if set_exploring is not None:
+            set_exploring(source == "random")
 
     def _start_episodes(self, games: np.ndarray) -> None:
         n = int(games.sum())

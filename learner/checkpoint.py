@@ -53,7 +53,13 @@ def numpy_rng_state() -> dict[str, Any]:
     state = np.random.get_state(legacy=True)
     assert isinstance(state, tuple)  # legacy=True: (name, keys, pos, has_gauss, gauss)
     name, keys, pos, has_gauss, gauss = state
-    return {"name": name, "keys": np.asarray(keys).tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": gauss}
+    return {
+        "name": name,
+        "keys": np.asarray(keys).tolist(),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": gauss,
+    }
 
 
 def set_numpy_rng_state(s: dict[str, Any]) -> None:

@@ -175,3 +175,33 @@ def test_query_set_is_every_state():
 def test_unknown_game_raises():
     with pytest.raises(ValueError, match="unknown"):
         make_env(EnvConfig(name="no_such_game"))
+
+
+def test_exploring_starts_only_while_followers_learn_against_random_leaders():
+    from stackrl.config import EnvConfig
+    from stackrl.envs.factory import make_stackelberg_env
+
+    env = make_stackelberg_env(EnvConfig(name="chicken", num_games=256, explore_starts=1.0))
+    env.set_leader_source("random")
+    obs = env.reset(seed=0)
+    starts = obs.obs["follower_0"]
+    assert starts.min() >= 1 and set(starts.tolist()) == {1, 2, 3, 4}  # a random previous joint action
+    env.set_leader_source("policy")
+    obs = env.reset(seed=0)
+    assert (env.base._state == 0).all() and (env.base._state_f == 0).all()
+
+
+def test_exploring_starts_fraction_and_memory_small():
+    from stackrl.envs.base import LEADER, follower_role
+
+    game = IteratedMatrixGame(
+        np.array(GAMES["chicken"], float), 10, 4000, memory="small", explore_starts=0.25
+    )
+    game.set_exploring_starts(True)
+    obs = game.reset(seed=1)
+    random_start = obs[LEADER] != 0
+    assert 0.2 < random_start.mean() < 0.3
+    # small memory: each player sees the other's action, so the states pair up consistently.
+    assert (random_start == (obs[follower_role(0)] != 0)).all()
+    game.set_exploring_starts(False)
+    assert (game.reset(seed=1)[LEADER] == 0).all()
