@@ -14,12 +14,7 @@ from stackrl.config import EnvConfig  # noqa: E402
 from stackrl.envs.atari_pricing import AtariPricingEnv, make_atari_pricing  # noqa: E402
 from stackrl.envs.base import LEADER, check_env  # noqa: E402
 from stackrl.envs.factory import make_env  # noqa: E402
-from stackrl.envs.multi_agent_ale import (  # noqa: E402
-    AreaResize,
-    MultiAgentAtariBatch,
-    area_weights,
-    make_space_invaders_2p,
-)
+from stackrl.envs.multi_agent_ale import MultiAgentAtariBatch, make_space_invaders_2p  # noqa: E402
 
 GAMES = ("space_invaders_pricing", "space_invaders_pricing_2p")
 SEED = 3
@@ -242,16 +237,3 @@ def test_game_over_auto_resets_only_that_game():
     assert np.all(res.obs["follower_0"][1] == 0) and np.all(res.obs["follower_0"][0] == 3)
     assert res.rewards["follower_0"].tolist() == [0.0, 0.0]  # 1 point - price 1 per shot
     assert res.rewards[LEADER].tolist() == [1.0, 1.0]
-
-
-def test_area_resize_matches_the_dense_area_average():
-    rng = np.random.default_rng(6)
-    images = rng.integers(0, 256, size=(3, 210, 160), dtype=np.uint8)
-    wh, ww = area_weights(210, 84).astype(np.float64), area_weights(160, 84).astype(np.float64)
-    assert np.allclose(wh.sum(1), 1) and np.allclose(ww.sum(1), 1)
-    dense = np.einsum("ij,njk,lk->nil", wh, images.astype(np.float64), ww)  # [3, 84, 84]
-    out = AreaResize((210, 160), (84, 84))(images)
-    assert out.shape == (3, 84, 84) and out.dtype == np.uint8
-    assert np.abs(out.astype(np.float64) - dense).max() <= 0.5 + 1e-3  # rounding only
-    flat = np.full((1, 210, 160), 77, np.uint8)
-    assert np.all(AreaResize((210, 160), (84, 84))(flat) == 77)

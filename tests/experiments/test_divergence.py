@@ -45,19 +45,3 @@ def test_divergence_cli(tmp_path):
     data = json.loads((tmp_path / "prisoners_dilemma" / "divergence.json").read_text())
     assert data["exact_value"] == 31.0 and "stackrl divergence" in data["command"]
     assert len(data["curves"]["naive"]) == 1 and data["summary"]["naive"][0]["env_steps"] <= 20000
-
-
-def test_q_learning_follower_oracle():
-    import numpy as np
-    from stackrl.experiments.q_follower import q_learning_responses, run_oracle_leader
-    from stackrl.experiments.tabular_game import TabularGame
-
-    g = TabularGame("chicken")
-    rng = np.random.default_rng(0)
-    # leader always plays 1 (dare): the follower's best response is to swerve (0) everywhere it matters
-    f = q_learning_responses(g, np.ones((4, g.s), np.int64), 200, rng)
-    assert (f[:, 0] == 0).all() and (f[:, 2] == 0).all()
-    exact = run_oracle_leader("chicken", "exact", budget=20_000, seed=0)
-    assert exact["leader_value"] == exact["exact_value"] == 40.0
-    q = run_oracle_leader("chicken", "q_learning", budget=200_000, seed=0, block_episodes=30)
-    assert q["env_steps"]["total"] <= 200_000 and q["leader_value"] == 40.0
