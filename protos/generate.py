@@ -4,7 +4,7 @@
 
 The proto is compiled under the virtual path `stackrl/protos/`, so the generated gRPC module imports
 its messages as `from stackrl.protos import stackrl_pb2` and works from an installed package. The
-generated files are committed (as SEED RL commits `service_pb2.py`); `tests/protos/test_generated.py`
+generated files are committed (as SEED RL commits `service_pb2.py`); `tests/protos/test_generate.py`
 regenerates them into a temporary directory and fails if the committed copies are stale. The output
 depends on the grpcio-tools version (pinned in the `test` extra).
 """

@@ -150,3 +150,21 @@ def test_bench_command_reproduces_its_options():
         "--actors 2 --background-load --run-root runs/bench_matrix"
     )
     assert len(MatrixBench().game_names()) == 12
+
+
+def test_steps_to_kept_leader_counts_to_the_end_of_the_kept_restart():
+    from stackrl.experiments.bench_matrix import steps_to_kept_leader
+
+    res = {
+        "restart_values": [50.0, 51.0, 47.0, 51.0],
+        "env_steps": {
+            "0_pretrain": 100,
+            "1_leader": 10,
+            "2_leader": 10,
+            "3_leader": 10,
+            "4_leader": 10,
+            "total": 140,
+        },
+    }
+    assert steps_to_kept_leader(res) == 120  # pretraining + two restarts; the later tie is not kept
+    assert steps_to_kept_leader({"env_steps": {"total": 5}}) is None
