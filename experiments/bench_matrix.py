@@ -92,13 +92,15 @@ def random_games(n: int, seed: int, memory: str = "full", episode_length: int = 
 
 
 def outcome(row: dict) -> str:
-    """`exact`, `follower_error` (the commitment is optimal against the exact best response but the
-    learned follower misplays it) or `leader_error` (the commitment itself is not optimal; a follower
-    error that happens to score the exact value does not hide it)."""
+    """`exact`; `follower_error`: the learned follower does not play the exact best response to the
+    leader's final commitment (the measured value differs from the commitment's value against the
+    exact best response; above the exact value, the leader exploited the error); `leader_error`:
+    the follower responds exactly, but the commitment is not optimal."""
     vs_br = row.get("leader_value_vs_best_response")
-    if vs_br is not None and vs_br < row["exact_value"] - 1e-6:
-        return "leader_error"
-    return "exact" if abs(row["gap"]) < 1e-6 else "follower_error"
+    value = row["exact_value"] - row["gap"]
+    if vs_br is not None and abs(value - vs_br) > 1e-6:
+        return "follower_error"
+    return "exact" if abs(row["gap"]) < 1e-6 else "leader_error"
 
 
 def matrix_config(

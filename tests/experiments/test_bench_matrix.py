@@ -134,10 +134,13 @@ def test_outcome_tells_follower_errors_from_leader_errors():
 
     row = {"exact_value": 60.0}
     assert outcome({**row, "gap": 0.0, "leader_value_vs_best_response": 60.0}) == "exact"
+    # An optimal commitment the learned follower misplays.
     assert outcome({**row, "gap": 10.0, "leader_value_vs_best_response": 60.0}) == "follower_error"
+    # The follower responds exactly to a commitment that is not optimal.
     assert outcome({**row, "gap": 3.0, "leader_value_vs_best_response": 57.0}) == "leader_error"
-    # A follower error that happens to score the exact value does not hide a wrong commitment.
-    assert outcome({**row, "gap": 0.0, "leader_value_vs_best_response": 50.0}) == "leader_error"
+    # A follower error that scores the exact value (or more) is no exact run: the leader exploited it.
+    assert outcome({**row, "gap": 0.0, "leader_value_vs_best_response": 50.0}) == "follower_error"
+    assert outcome({**row, "gap": -24.0, "leader_value_vs_best_response": 55.0}) == "follower_error"
 
 
 def test_bench_command_reproduces_its_options():
