@@ -18,6 +18,7 @@ import dataclasses
 import json
 import shlex
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,10 +317,8 @@ def run_matrix_benchmark(bench: MatrixBench) -> dict:
     rows = []
     total = (len(entries) + len(suite)) * len(seed_list) * len(method_list)
     t0 = time.time()
-    with (
-        background_load(enabled=bench.background_load),
-        click.progressbar(length=total, label="bench matrix", file=click.get_text_stream("stderr")) as bar,
-    ):
+    progress = click.progressbar(length=total, label="bench matrix", file=sys.stderr)
+    with background_load(enabled=bench.background_load), progress as bar:
         for game, payoffs in [*entries, *suite]:
             for method in method_list:
                 for seed in seed_list:
