@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from stackrl.actors.actor import Actor
 from stackrl.learner.learner import Learner
 from stackrl.protos.transport import InProcessTransport
@@ -23,3 +24,12 @@ def in_process_actor():
         return actor, transport
 
     return start
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: extra intra-op threads only add contention (actors run with one thread too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

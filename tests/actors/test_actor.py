@@ -20,13 +20,7 @@ T = 7  # not a divisor of the 15-step extended episode: episodes straddle unroll
 EPISODE = 15  # 5 query steps + 10 play steps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: extra intra-op threads only add contention (actors run with one thread too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_cfg(phase=None, unroll_length=T):

@@ -14,13 +14,7 @@ from stackrl.learner.update import actor_critic_loss
 F0 = "follower_0"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: extra intra-op threads only add contention (actors run with one thread too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Recording(torch.nn.Module):
