@@ -392,11 +392,28 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_message_mb: int = 64
-    """Largest accepted gRPC message."""
+    """Largest accepted gRPC message (gRPC counts bytes in a signed 32-bit int: at most 2047)."""
+    max_weight_streams: int = 64
+    """Weight streams open at once (one per actor); more are refused with RESOURCE_EXHAUSTED."""
+    max_pushes: int = 32
+    """Trajectory pushes in flight at once; more are refused with RESOURCE_EXHAUSTED."""
+    push_deadline_s: float = 60.0
+    """A push whose client has not finished sending after this long is cancelled."""
+    idle_stream_s: float = 300.0
+    """A weight stream whose actor neither pushed nor registered for this long is closed (the actor
+    reconnects if it is alive)."""
 
     def validate(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", f"must be in [0, 65535], got {self.port}")
-        _require(self.max_message_mb >= 1, "server.max_message_mb", "must be >= 1")
+        _require(
+            1 <= self.max_message_mb <= 2047,
+            "server.max_message_mb",
+            f"must be in [1, 2047] (gRPC's limit is below 2 GiB), got {self.max_message_mb}",
+        )
+        for key in ("max_weight_streams", "max_pushes"):
+            _require(getattr(self, key) >= 1, f"server.{key}", f"must be >= 1, got {getattr(self, key)}")
+        for key in ("push_deadline_s", "idle_stream_s"):
+            _require(getattr(self, key) > 0, f"server.{key}", f"must be > 0, got {getattr(self, key)}")
         _require(
             (self.tls_cert is None) == (self.tls_key is None),
             "server.tls_cert",

@@ -9,6 +9,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+MAX_LOG_RATIO = 20.0
+"""Bound on |log pi - log mu| wherever the ratio is exponentiated. Behaviour log-probs arrive from the
+network: one in-range value of -100 made exp(log pi - log mu) overflow float32 and turned every weight
+NaN (issue 13, defect 3). exp(20) is far past any clip threshold, so honest data never meets the bound."""
+
+
+def log_ratio(target_logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:
+    """log(pi/mu), clamped to [-MAX_LOG_RATIO, MAX_LOG_RATIO] so that its exp stays finite."""
+    return (target_logp - behaviour_logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
+
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(x.dtype)
@@ -36,7 +46,7 @@ def clipped_policy_loss(
     epsilon: float,
 ) -> torch.Tensor:
     """PPO-style clipped surrogate on the ratio pi/mu (Schulman et al., 2017)."""
-    ratio = torch.exp(action_log_probs(logits, actions) - behaviour_logp)
+    ratio = torch.exp(log_ratio(action_log_probs(logits, actions), behaviour_logp))
     adv = advantages.detach()
     surrogate = torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv)
     return -_masked_mean(surrogate, mask)

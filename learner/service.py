@@ -125,12 +125,15 @@ class LearnerServer:
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared socket
         ]
-        # Every actor holds one weight stream and at most one push: two threads each, plus spares.
-        workers = max(16, 4 * self.cfg.actor.num_actors + 4)
+        # A fixed pool, whatever the actor count: each kind of call has its own budget (StreamGuard),
+        # plus threads for Register and Status; calls beyond the pool are refused, never queued.
+        server = self.cfg.server
+        workers = server.max_weight_streams + server.max_pushes + 8
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackrl-rpc"),
             interceptors=[TokenInterceptor(self.token)] if self.token else [],
             options=options,
+            maximum_concurrent_rpcs=workers,
         )
         rpc.add_learner_servicer(self.servicer, self._server)
         host = self.cfg.server.host
@@ -290,8 +293,9 @@ class LearnerServer:
             # Even if a signal interrupts the drain: a second close() returns at once, so this one
             # must stop the server, or its worker threads keep the interpreter from exiting.
             self.publisher.close()
-            if self._server is not None:
-                self._server.stop(grace=1.0).wait()
+            self.servicer.guard.close()
+            if self._server is not None and not self._server.stop(grace=1.0).wait(timeout=5.0):
+                log.warning("the gRPC server did not stop within 5 s; exiting anyway")
             self.learner.close()
 
 

@@ -22,6 +22,8 @@ import grpc
 import numpy as np
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import EnvSpec
+from stackrl.learner.admission import Limits, Refused, StreamGuard
+from stackrl.learner.rejection_log import RejectionLog, bounded
 from stackrl.protos import codec, rpc
 from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
@@ -106,6 +108,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
         status: Callable[[], codec.LearnerStatus],
         closing: Callable[[], bool],
         rejected: int = 0,
+        limits: Limits | None = None,
     ):
         """Args:
         env: the extended game's spec (immutable: safe to read from handler threads).
@@ -116,6 +119,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
         status: a snapshot for the Status RPC.
         closing: True once the service shuts down (waiting pushes give up and say the run is over).
         rejected: the count of rejected unrolls to continue from (a resumed run's).
+        limits: open calls per kind, push deadline and idle limit (None: from `ServerConfig`'s defaults).
         """
         self._env = env
         self._specs = specs
@@ -129,12 +133,28 @@ class LearnerServicer(rpc.LearnerServicerBase):
         self.registered = 0
         self.rejected = rejected
         self.open_streams = 0
+        server = actor_config.server
+        self.guard = StreamGuard(
+            limits
+            or Limits(
+                server.max_weight_streams, server.max_pushes, server.push_deadline_s, server.idle_stream_s
+            )
+        )
+        self._rejections = RejectionLog(log)
 
     def Register(self, request: codec.RegisterRequest, context: grpc.ServicerContext) -> codec.RegisterReply:
+        if isinstance(request, rpc.MalformedRequest):
+            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         with self._lock:
             actor_id = next(self._ids)
             self.registered += 1
-        log.info("actor %d registered (host %s, pid %d)", actor_id, request.hostname or "?", request.pid)
+        self.guard.seen(actor_id)
+        log.info(
+            "actor %d registered (host %s, pid %d)",
+            actor_id,
+            bounded(request.hostname or "?", 80),
+            request.pid,
+        )
         return codec.register_reply(actor_id, self._actor_config)
 
     def PushTrajectories(
@@ -142,11 +162,25 @@ class LearnerServicer(rpc.LearnerServicerBase):
     ) -> codec.PushReply:
         """Receive one unroll; queue it only once the client stream completed and every message passed
         validation, so a killed actor's half-sent unroll never reaches a batch."""
+        try:
+            with self.guard.push(context):
+                return self._push(request_iterator, context)
+        except Refused as e:
+            self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), count=False)
+            raise  # not reached: abort raises
+
+    def _push(
+        self,
+        request_iterator: Iterator[codec.TrajectoryMsg | rpc.MalformedRequest],
+        context: grpc.ServicerContext,
+    ) -> codec.PushReply:
         trajs: list[Trajectory] = []
         nbytes, received = 0, 0
         try:
             for msg in request_iterator:
                 received += 1
+                if isinstance(msg, rpc.MalformedRequest):
+                    raise codec.CodecError(msg.describe())
                 nbytes += msg.ByteSize()
                 if len(trajs) >= len(self._specs):
                     raise codec.CodecError(
@@ -154,11 +188,14 @@ class LearnerServicer(rpc.LearnerServicerBase):
                     )
                 spec = self._specs.get(msg.role)
                 if spec is None:
-                    raise codec.CodecError(f"trajectory field 'role': unknown role {msg.role!r}")
+                    raise codec.CodecError(
+                        f"trajectory field 'role': unknown role {bounded(repr(msg.role), 60)}"
+                    )
                 traj = codec.decode_trajectory(msg, spec)
                 traj.validate(spec)
                 check_values(traj, self._env)
                 trajs.append(traj)
+            self.guard.received(context)
             _check_unroll(trajs, self._env, self._publisher.latest())
         except _Ahead as e:
             self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
@@ -168,11 +205,12 @@ class LearnerServicer(rpc.LearnerServicerBase):
                 # stream early: nothing was received, nothing to judge.
                 return codec.push_reply(0, done=False)
             self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except grpc.RpcError:  # the client went away mid-stream: drop what it sent
+        except grpc.RpcError:  # the client went away mid-stream, or the deadline cancelled it: drop it
             log.info("an actor's push was cut off after %d trajectories; discarded", len(trajs))
             return codec.push_reply(0, done=False)
         if not context.is_active():  # cancelled after its last message: discard as well
             return codec.push_reply(0, done=False)
+        self.guard.seen(trajs[0].actor_id)
         while not self._closing():
             try:
                 self._unrolls.put(Unroll(trajs, nbytes), timeout=0.1)
@@ -183,14 +221,34 @@ class LearnerServicer(rpc.LearnerServicerBase):
         return codec.push_reply(0, done=True)
 
     def _reject(self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str) -> None:
-        with self._lock:
-            self.rejected += 1
-        log.warning("rejected an unroll (%s): %s", code.name, reason)
+        self._refuse(context, code, reason, count=True)
+
+    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, count: bool) -> None:
+        """Abort the call with `code`; one bounded, rate-limited log line (the reason may quote the
+        peer). `count`: an unroll was refused (the `rejected` metric); else a call was turned away."""
+        if count:
+            with self._lock:
+                self.rejected += 1
+        reason = bounded(reason, 300)
+        self._rejections.warn(f"rejected {'an unroll' if count else 'a call'} ({code.name})", reason)
         context.abort(code, reason)
 
     def StreamWeights(
-        self, request: codec.WeightsRequest, context: grpc.ServicerContext
+        self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.ServicerContext
     ) -> Iterator[codec.BroadcastMsg]:
+        if isinstance(request, rpc.MalformedRequest):
+            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
+            return
+        if request.actor_id < 0:
+            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must be >= 0", count=False)
+            return
+        try:
+            with self.guard.weight_stream(context, request.actor_id):
+                yield from self._stream(context)
+        except Refused as e:
+            self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), count=False)
+
+    def _stream(self, context: grpc.ServicerContext) -> Iterator[codec.BroadcastMsg]:
         with self._lock:
             self.open_streams += 1
         sent: dict[str, int] = {}
@@ -212,7 +270,11 @@ class LearnerServicer(rpc.LearnerServicerBase):
             with self._lock:
                 self.open_streams -= 1
 
-    def Status(self, request: codec.StatusRequest, context: grpc.ServicerContext) -> codec.StatusReply:
+    def Status(
+        self, request: codec.StatusRequest | rpc.MalformedRequest, context: grpc.ServicerContext
+    ) -> codec.StatusReply:
+        if isinstance(request, rpc.MalformedRequest):
+            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         return codec.status_reply(self._status())
 
 

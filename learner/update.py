@@ -49,7 +49,9 @@ def actor_critic_loss(
     valid = batch["valid"]
     target_logp = losses.action_log_probs(logits[:-1], batch["actions"])  # [T, B]
     # Steps that are not this role's decisions have rho = c = 1: the trace passes through them.
-    log_rhos = torch.where(valid, target_logp.detach() - batch["logp"], torch.zeros_like(target_logp))
+    log_rhos = torch.where(
+        valid, losses.log_ratio(target_logp.detach(), batch["logp"]), torch.zeros_like(target_logp)
+    )
     not_done = (~batch["dones"]).float()
     discounts = (
         torch.where(valid, torch.full_like(not_done, cfg.discount), torch.ones_like(not_done)) * not_done

@@ -30,6 +30,9 @@ class UpdateStep:
         self.optimizers = {r: self._adam(r) for r in self.nets}
         self.versions = {r: 1 for r in spec.roles}
         self.updates: dict[str, int] = defaultdict(int)
+        # Optimizer passes skipped because the loss or gradient was not finite (metric
+        # `loss/<role>/skipped_nonfinite`): a poisoned batch costs one update, never the weights.
+        self.skipped: dict[str, int] = defaultdict(int)
 
     def _base_lr(self, role: str) -> float:
         lc = self.cfg.learner
@@ -69,6 +72,7 @@ class UpdateStep:
         if lc.lr_anneal:
             for group in opt.param_groups:
                 group["lr"] = self._base_lr(role) * phase_remaining
+        applied = 0
         for _ in range(lc.epochs):
             loss, stats = actor_critic_loss(
                 net, tensors, lc, entropy_cost=entropy_cost, value_on_all_steps=role == LEADER
@@ -76,7 +80,16 @@ class UpdateStep:
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), lc.max_grad_norm)
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                # Adam would write NaN into the weights and its moments: skip this pass, count it.
+                opt.zero_grad(set_to_none=True)
+                self.skipped[role] += 1
+                metrics.scalar(f"loss/{role}/skipped_nonfinite", self.skipped[role], log_step)
+                continue
             opt.step()
+            applied += 1
+        if not applied:
+            return
         self.versions[role] += 1
         self.updates[role] += 1
         for name in ("total", "policy", "baseline", "entropy", "mean_rho"):

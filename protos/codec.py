@@ -27,6 +27,9 @@ from stackrl.trajectory import Trajectory, TrajectorySpec
 
 DEFAULT_MAX_TENSOR_BYTES = 1 << 30
 """Largest decoded tensor accepted (bounds zlib inflation; gRPC bounds the raw message size)."""
+MAX_RETURN_COLUMNS = 64
+"""Most roles an `episode_returns` row may hold: with a known layout, that tensor's declared size is
+bounded by T * B rows of this many columns before anything is inflated (issue 13, defect 4)."""
 
 
 # The messages of each RPC, for type annotations outside protos/ (build and read them with the
@@ -205,7 +208,11 @@ def _decode_frame_delta(msg: pb.TrajectoryMsg, expected: tuple[tuple[int, ...], 
     newest = decode_tensor(msg.obs, "trajectory field 'obs' (newest frames)", shape=newest_shape, dtype=dtype)
     if not msg.HasField("obs_restart_frames"):
         raise CodecError("trajectory field 'obs_restart_frames' is missing (obs_restart_rows is set)")
-    rows = decode_tensor(msg.obs_restart_rows, "trajectory field 'obs_restart_rows'", dtype="int64")
+    # At most one restart per row of the unroll: the bound applies to the declared shape, before zlib.
+    max_rows = (shape[0] * shape[1] if shape is not None else DEFAULT_MAX_TENSOR_BYTES // 8) * 8
+    rows = decode_tensor(
+        msg.obs_restart_rows, "trajectory field 'obs_restart_rows'", dtype="int64", max_bytes=max_rows
+    )
     older_shape = (len(rows), shape[2] - 1, *shape[3:]) if shape is not None and rows.ndim == 1 else None
     older = decode_tensor(
         msg.obs_restart_frames, "trajectory field 'obs_restart_frames'", shape=older_shape, dtype=dtype
@@ -224,6 +231,8 @@ def decode_trajectory(msg: pb.TrajectoryMsg, spec: TrajectorySpec | None = None)
     """
     if not msg.role:
         raise CodecError("trajectory field 'role' is empty")
+    if len(msg.role) > 64:
+        raise CodecError(f"trajectory field 'role': {len(msg.role)} characters, at most 64")
     if msg.actor_id < 0 or msg.version < 0 or msg.env_steps < 0 or msg.phase_id < 0:
         raise CodecError("trajectory fields actor_id, version, phase_id and env_steps must be >= 0")
     expected = spec.fields() if spec is not None else {}
@@ -239,7 +248,14 @@ def decode_trajectory(msg: pb.TrajectoryMsg, spec: TrajectorySpec | None = None)
         arrays[name] = decode_tensor(getattr(msg, name), label, shape=shape, dtype=dtype)
     if not msg.HasField("episode_returns"):
         raise CodecError("trajectory field 'episode_returns' is missing")
-    returns = decode_tensor(msg.episode_returns, "trajectory field 'episode_returns'", dtype="float32")
+    # Episodes that end inside the unroll: at most T * B, each a row of per-role returns.
+    unroll = spec.unroll_length * spec.num_games if spec is not None else None
+    returns = decode_tensor(
+        msg.episode_returns,
+        "trajectory field 'episode_returns'",
+        dtype="float32",
+        max_bytes=unroll * MAX_RETURN_COLUMNS * 4 if unroll is not None else DEFAULT_MAX_TENSOR_BYTES,
+    )
     if returns.ndim != 2:
         raise CodecError(f"trajectory field 'episode_returns': shape {returns.shape}, expected [E, R]")
     return Trajectory(
