@@ -9,15 +9,20 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from stackrl.config import ExperimentConfig
+from stackrl.envs.base import LEADER
 from stackrl.envs.factory import make_stackelberg_env
+from stackrl.envs.matrix_games import resolve_game
 from stackrl.envs.query_phase import StackelbergEnv
 from stackrl.envs.solver import commitment_value, solve_env
+from stackrl.learner.equilibrium_check import equilibrium_check
 from stackrl.learner.evaluation import EvalResult, evaluate
 from stackrl.learner.follower_check import FollowerCheck
 from stackrl.learner.metrics import Metrics
 from stackrl.learner.models import PolicyNet
+from stackrl.learner.tabular_q import MatrixGameSpec
 
 
 class Evaluator:
@@ -87,7 +92,22 @@ class Evaluator:
             out["leader_value_vs_best_response"] = commitment_value(self.cfg.env, res.leader_answers)
         if self.follower_check is not None:
             out["follower_check"] = self.follower_check(nets, self.device)
+        if self.enabled and self.exact is not None and len(res.follower_values) == 1:
+            out["equilibrium_check"] = self.equilibrium_fields(nets, res)
         return out
+
+    @torch.no_grad()
+    def equilibrium_fields(self, nets: dict[str, PolicyNet], res: EvalResult) -> dict[str, Any]:
+        """The post-training equilibrium check (learner/equilibrium_check.py): a fresh tabular follower
+        trained against what the frozen greedy leader plays, next to the run's own follower."""
+        if self.cfg.env.commit:
+            play = list(res.leader_answers)  # committed: it plays its answers
+        else:  # it samples again in play: its greedy move on each (unflagged) play observation
+            obs = torch.as_tensor(self.env.query_set, device=self.device)
+            play = nets[LEADER](obs)[0].argmax(-1).cpu().tolist()
+        payoffs, length = resolve_game(self.cfg.env.name, self.cfg.env.payoffs, self.cfg.env.episode_length)
+        game = MatrixGameSpec.of(payoffs, length, self.cfg.env.memory)
+        return equilibrium_check(game, np.asarray(play, np.int64), res.follower_values[0], seed=self.cfg.seed)
 
     def close(self) -> None:
         self.env.close()

@@ -44,6 +44,23 @@ def test_records_the_gap_and_the_commitment_against_the_exact_best_response():
     fields = ev.exact_fields(nets, res)
     # Constant defection is worth 20 against the exact best response (mutual defection, 2 x 10).
     assert fields["exact_value"] == 31.0 and fields["leader_value_vs_best_response"] == 20.0
+    # Against always-defect the follower's best response is to defect too (2 x 10): the run's own
+    # always-defect follower has no regret, and the fresh follower trained after the run agrees.
+    check = fields["equilibrium_check"]
+    assert check["leader_play_table"] == [1, 1, 1, 1, 1]
+    assert check["contextual_follower_value"] == 20.0 and check["fresh_follower_value"] == 20.0
+    assert check["follower_regret"] == 0.0 and check["agrees_with_best_response"]
+    ev.close()
+
+
+def test_the_equilibrium_check_finds_regret_when_the_follower_does_not_best_respond():
+    cfg = ExperimentConfig.from_dict({"env": {"name": "prisoners_dilemma", "num_games": 2}})
+    ev = Evaluator(cfg, torch.device("cpu"))
+    nets = {LEADER: Constant(1), follower_role(0): Constant(0)}  # the follower cooperates with a defector
+    res = ev.play(nets)
+    check = ev.exact_fields(nets, res)["equilibrium_check"]
+    assert check["contextual_follower_value"] == 10.0  # 1 x 10
+    assert check["fresh_follower_value"] == 20.0 and check["follower_regret"] == 10.0
     ev.close()
 
 
@@ -53,4 +70,5 @@ def test_no_exact_fields_without_a_solver():
     ev = Evaluator(cfg, torch.device("cpu"), enabled=False)
     assert ev.follower_check is None
     assert "follower_check" not in ev.exact_fields({}, ev_res)
+    assert "equilibrium_check" not in ev.exact_fields({}, ev_res)
     ev.close()
