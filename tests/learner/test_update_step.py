@@ -69,3 +69,43 @@ def test_state_round_trips():
     assert other.versions[LEADER] == 7 and other.updates[LEADER] == 3
     for k, v in step.nets[LEADER].state_dict().items():
         assert torch.equal(v, other.nets[LEADER].state_dict()[k])
+
+
+def poisoned_batch(cfg, env, role: str, logp: float) -> dict[str, np.ndarray]:
+    """A follower batch whose first step has behaviour log-prob `logp` and a large negative reward
+    (a negative advantage: the PPO surrogate then takes the unclipped ratio)."""
+    from stackrl.learner.servicer import expected_specs
+
+    spec = expected_specs(env_spec(env), cfg)[role]
+    arrays = {name: np.zeros(shape, dtype) for name, (shape, dtype) in spec.fields().items()}
+    arrays["valid"][:] = True
+    arrays["logp"][:] = np.log(0.5)
+    arrays["logp"][0, 0] = logp
+    arrays["rewards"][0, 0] = -1000.0
+    return arrays
+
+
+def test_an_in_range_poison_log_prob_never_makes_the_weights_nan():
+    """Issue 13, defect 3: one behaviour log-prob of -100 passes the value checks (bound -1e4), and
+    exp(logp_new - logp_old) overflowed float32: every follower weight went NaN under ppo_clip > 0.
+    The log-ratio is clamped, so the update stays finite."""
+    cfg, env, step = setup(ppo_clip=0.2, epochs=2)
+    step.step("follower_0", poisoned_batch(cfg, env, "follower_0", -100.0), 1.0, Metrics(None), 0)
+    for p in step.nets["follower_0"].parameters():
+        assert torch.isfinite(p).all()
+    assert step.updates["follower_0"] == 1
+
+
+def test_a_non_finite_loss_skips_the_update_and_counts_it():
+    """Whatever slips past the checks and the clamp (here: NaN rewards), the weights, the Adam state
+    and the version stay as they were, and the skip is counted."""
+    cfg, env, step = setup(ppo_clip=0.2)
+    before = {k: v.clone() for k, v in step.nets["follower_0"].state_dict().items()}
+    version = step.versions["follower_0"]
+    batch = poisoned_batch(cfg, env, "follower_0", -1.0)
+    batch["rewards"][1, 1] = np.nan
+    step.step("follower_0", batch, 1.0, Metrics(None), 0)
+    after = step.nets["follower_0"].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert step.skipped["follower_0"] == 1 and step.versions["follower_0"] == version
+    assert step.updates["follower_0"] == 0

@@ -241,3 +241,34 @@ def test_status_round_trip():
         done=True, trajectories_received=11, rejected=1, actors_registered=2, bytes_received=123,
     )  # fmt: skip
     assert codec.decode_status(codec.status_reply(status)) == status
+
+
+def test_a_compressed_bomb_is_refused_from_its_declared_shape_before_inflating(unroll):
+    """Issue 13, defect 4: 256 MB of zeros declared as `episode_returns` compress to about 250 kB;
+    they were inflated (up to 1 GiB) before any layout check. The bound now follows the unroll's
+    T*B, so the declared shape alone refuses it and the process allocates next to nothing."""
+    import tracemalloc
+
+    actor, _, trajs = unroll
+    msg = codec.encode_trajectory(next(t for t in trajs if t.role == "follower_0"))
+    bomb = np.zeros((1 << 25, 2), np.float32)
+    msg.episode_returns.CopyFrom(codec.encode_tensor(bomb, compress=True))
+    del bomb
+    assert msg.episode_returns.ByteSize() < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(codec.CodecError, match=r"'episode_returns'.*bytes exceed the limit"):
+            codec.decode_trajectory(msg, actor.storage_specs["follower_0"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"decoding allocated {peak / 2**20:.0f} MB"
+
+
+def test_an_oversized_role_name_is_refused_without_quoting_it(unroll):
+    actor, _, trajs = unroll
+    msg = codec.encode_trajectory(next(t for t in trajs if t.role == "follower_0"))
+    msg.role = "x" * 8_000_000
+    with pytest.raises(codec.CodecError) as err:
+        codec.decode_trajectory(msg, actor.storage_specs["follower_0"])
+    assert len(str(err.value)) < 200
