@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -22,10 +23,44 @@ _memory_option = click.option(
 )
 """`--memory` of the matrix games (`envs.matrix_games.MEMORIES`), for `solve` and `bench matrix`."""
 
+_log_interval_option = click.option(
+    "--log-interval",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="With --no-progress, log a status line (steps, steps/s, phase, leader value, policy lag, "
+    "queue) every this many seconds (0: never).",
+)
+
 
 def _fail(msg: str) -> NoReturn:
     click.echo(f"error: {msg}", err=True)
     sys.exit(2)
+
+
+def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, cfg: ExperimentConfig) -> Any:
+    """`runners.run_dir.decide` for the CLI: a one-line error when the name is taken (or, resuming,
+    holds another config). Returns the decision; the caller clears a REPLACE once its own checks pass."""
+    from stackrl.runners.run_dir import RunDirError, Start, check_same_run, decide
+
+    try:
+        start = decide(run_dir, resume=resume, overwrite=overwrite)
+        if start is Start.RESUME:
+            check_same_run(cfg, run_dir)
+    except RunDirError as e:
+        _fail(str(e))
+    return start
+
+
+def _stopped(e: Exception, resume_command: str) -> NoReturn:
+    """A run preempted by SIGTERM/SIGUSR1 (`learner.preemption.Preempted`): say where its checkpoint
+    is and how to continue, and exit 128 + the signal, as a shell reports a process the signal ended."""
+    from stackrl.learner.preemption import Preempted
+
+    assert isinstance(e, Preempted)
+    hint = f"; continue with: {resume_command}" if e.checkpoint is not None else ""
+    click.echo(f"{e}{hint}", err=True)
+    sys.exit(e.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,6 +159,8 @@ def _build_config(
 @click.option("--name", default=None, help="Run name (directory under runs/).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.lr_leader=0.01")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name (default: refuse).")
+@_log_interval_option
 def train(
     experiment: str | None,
     resume_dir: str | None,
@@ -135,12 +172,20 @@ def train(
     name: str | None,
     overrides: tuple[str, ...],
     no_progress: bool,
+    overwrite: bool,
+    log_interval: float,
 ) -> None:
     """Train on EXPERIMENT (a preset in deploy/configs, a game name, or a YAML file); writes runs/<name>/.
 
-    `stackrl train --resume runs/<name>` continues an interrupted run from its checkpoint."""
+    `stackrl train --resume runs/<name>` continues an interrupted run from its checkpoint. A name that
+    is taken refuses to start unless --overwrite is given. SIGTERM or SIGUSR1 writes a checkpoint and
+    exits 128 + the signal."""
     if resume_dir is not None:
-        if experiment is not None or any(v for v in (payoffs, seed, method, actors, name, overrides, serial)):
+        if (
+            experiment is not None
+            or overwrite
+            or any(v for v in (payoffs, seed, method, actors, name, overrides, serial))
+        ):
             _fail("--resume takes the run's own config: give no EXPERIMENT or other run options")
         from stackrl.learner.checkpoint import CheckpointError
         from stackrl.runners.launch import resume_config
@@ -157,19 +202,30 @@ def train(
         except (ConfigError, ValueError) as e:
             _fail(str(e))
         run_dir = cfg.run_dir
+        from stackrl.runners.run_dir import Start, clear
+
+        if _claim_run_dir(run_dir, resume=False, overwrite=overwrite, cfg=cfg) is Start.REPLACE:
+            clear(run_dir)
     click.echo(f"run directory: {run_dir}", err=True)
-    if serial:
-        from stackrl.runners.serial import run_serial
+    from stackrl.learner.preemption import Preempted
 
-        result = run_serial(cfg, run_dir, progress=not no_progress)
-    else:
-        from stackrl.learner.checkpoint import CheckpointError
-        from stackrl.runners.launch import LaunchError, run_local
+    try:
+        if serial:
+            from stackrl.runners.serial import run_serial
 
-        try:
-            result = run_local(cfg, run_dir, progress=not no_progress, resume=resume_dir is not None)
-        except (LaunchError, CheckpointError) as e:
-            _fail(str(e))
+            result = run_serial(cfg, run_dir, progress=not no_progress, log_every_s=log_interval)
+        else:
+            from stackrl.learner.checkpoint import CheckpointError
+            from stackrl.runners.launch import LaunchError, run_local
+
+            try:
+                result = run_local(
+                    cfg, run_dir, not no_progress, resume=resume_dir is not None, log_every_s=log_interval
+                )
+            except (LaunchError, CheckpointError) as e:
+                _fail(str(e))
+    except Preempted as e:
+        _stopped(e, f"stackrl train --resume {run_dir}")
     summary = {
         k: result.get(k)
         for k in ("leader_value", "exact_value", "gap", "leader_answers", "env_steps", "wall_seconds")
@@ -243,6 +299,14 @@ def bench_matrix(random_games: int, serial: bool, methods: str | None, **options
 @click.option("--name", default=None, help="Run name (directory under runs/).")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.queue_size=32")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in runs/<name> from its checkpoint if it has one (what Slurm and Kubernetes "
+    "pass, so a requeued or restarted learner goes on); start it otherwise.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name (default: refuse).")
+@_log_interval_option
 def learner(
     experiment: str,
     host: str | None,
@@ -254,12 +318,21 @@ def learner(
     name: str | None,
     overrides: tuple[str, ...],
     no_progress: bool,
+    resume: bool,
+    overwrite: bool,
+    log_interval: float,
 ) -> None:
-    """Serve EXPERIMENT's learner over gRPC until its schedule ends; actors join with `stackrl actor`."""
+    """Serve EXPERIMENT's learner over gRPC until its schedule ends; actors join with `stackrl actor`.
+
+    SIGTERM or SIGUSR1 writes a checkpoint and exits 128 + the signal without ending the run for the
+    actors: they reconnect to the learner that `--resume` restarts."""
     import dataclasses
 
+    from stackrl.learner.checkpoint import CheckpointError
+    from stackrl.learner.preemption import Preempted
     from stackrl.learner.service import serve_learner
-    from stackrl.protos.security import ServiceConfigError
+    from stackrl.protos.security import ServiceConfigError, check_bind, server_credentials
+    from stackrl.runners.run_dir import Start, clear
 
     try:
         cfg = _build_config(experiment, None, seed, None, name, None, overrides)
@@ -270,6 +343,14 @@ def learner(
         )
     except (ConfigError, ValueError) as e:
         _fail(str(e))
+    start = _claim_run_dir(cfg.run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
+    try:  # what can fail before training, checked before anything in the run directory changes
+        check_bind(cfg.server, token or cfg.server.token)
+        server_credentials(cfg.server)
+    except ServiceConfigError as e:
+        _fail(str(e))
+    if start is Start.REPLACE:
+        clear(cfg.run_dir)
     click.echo(f"run directory: {cfg.run_dir}", err=True)
     try:
         result = serve_learner(
@@ -278,9 +359,13 @@ def learner(
             progress=not no_progress,
             token=token,
             on_bound=lambda address: click.echo(f"learner listening on {address}"),
+            resume=start is Start.RESUME,
+            log_every_s=log_interval,
         )
-    except (ServiceConfigError, OSError) as e:
+    except (ServiceConfigError, OSError, CheckpointError) as e:
         _fail(str(e))
+    except Preempted as e:
+        _stopped(e, "the same command with --resume")
     if result is None:
         _fail("the learner stopped before the schedule ended")
     click.echo(json.dumps({k: result.get(k) for k in ("leader_value", "exact_value", "gap", "env_steps")}))

@@ -27,7 +27,9 @@ import grpc
 import torch
 from stackrl.config import ExperimentConfig, ServerConfig
 from stackrl.learner.learner import Learner
+from stackrl.learner.preemption import Preempted, stop_on_signals
 from stackrl.learner.servicer import LearnerServicer, Publisher, Unroll, expected_specs
+from stackrl.learner.status_line import StatusLine
 from stackrl.protos import codec, rpc
 from stackrl.protos.security import TokenInterceptor, check_bind, server_credentials
 from tqdm import tqdm
@@ -72,6 +74,8 @@ class LearnerServer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.token = token if token is not None else cfg.server.token
         check_bind(cfg.server, self.token)  # before building the learner: fail fast and cheaply
+        # Read the TLS files now too: a bad path must fail before the learner writes into the run.
+        server_credentials(cfg.server)
         self.learner = Learner(cfg, self.run_dir)
         self.cfg = cfg = self.learner.cfg  # with the probe set's path and hash pinned, if any
         if resume:
@@ -102,13 +106,16 @@ class LearnerServer:
             self.queue,
             self.publisher,
             status=self.status,
-            closing=lambda: self.closing,
+            # A preempted learner closes without ending the run: waiting pushes must not say it ended.
+            closing=lambda: self.closing and self.stopped_by is None,
             rejected=self.learner.rejected,
         )
         self.stats = TransportStats()
         self.port: int | None = None
         self._server: grpc.Server | None = None
         self._stop = threading.Event()
+        self.stopped_by: int | None = None  # the signal that preempted the run, if one did
+        self._lag = float("nan")  # mean policy lag over the last logging window
         self._status = codec.LearnerStatus()
         self._update_status()
 
@@ -160,19 +167,34 @@ class LearnerServer:
         return port
 
     # -- the learner loop ------------------------------------------------------------------------
-    def run(self, progress: bool = True, on_tick: Callable[[], None] | None = None) -> dict[str, Any] | None:
+    def run(
+        self, progress: bool = True, on_tick: Callable[[], None] | None = None, log_every_s: float = 30.0
+    ) -> dict[str, Any] | None:
         """Train until the schedule ends (or `stop()`); then shut the service down.
 
         Args:
             progress: show a tqdm bar (steps, steps/s, leader value, phase).
             on_tick: called about every 0.1 s from this loop (the launcher checks its children);
                 an exception it raises ends the run.
+            log_every_s: without the bar, log a status line (learner/status_line.py) this often.
 
         Returns:
             result.json's dict plus a `transport` section, or None if stopped before the end.
+
+        Raises:
+            Preempted: SIGTERM or SIGUSR1 arrived; a checkpoint was written first (with a run
+                directory), and actors were not told the run ended, so they reconnect to its successor.
         """
+        with stop_on_signals(self.preempt):
+            return self._run(progress, on_tick, log_every_s)
+
+    def _run(
+        self, progress: bool, on_tick: Callable[[], None] | None, log_every_s: float
+    ) -> dict[str, Any] | None:
         torch.set_num_threads(self.cfg.learner.threads)
         learner = self.learner
+        total = self.cfg.schedule.total_env_steps
+        status = StatusLine(0.0 if progress else log_every_s, total, learner.env_steps)
         bar = tqdm(
             total=self.cfg.schedule.total_env_steps, unit="step", disable=not progress, dynamic_ncols=True
         )
@@ -188,7 +210,15 @@ class LearnerServer:
                 if unroll is not None:
                     self._consume(unroll)
                 window = self._log(window, bar)
+                value = learner.last_eval.leader_value if learner.last_eval else float("nan")
+                status.maybe_log(
+                    learner.env_steps, learner.schedule.kind, value, self._lag, self.queue.qsize()
+                )
                 learner.maybe_checkpoint()
+            if not learner.done and self.stopped_by is not None:
+                path = learner.save() if self.run_dir else None
+                log.warning("stopped by signal %d at %d env steps", self.stopped_by, learner.env_steps)
+                raise Preempted(self.stopped_by, path)
             if not learner.done:
                 return None
             result = learner.write_result()
@@ -199,7 +229,7 @@ class LearnerServer:
             return result
         finally:
             bar.close()
-            self.close()
+            self.close(end_run=self.stopped_by is None)
 
     def _consume(self, unroll: Unroll) -> None:
         learner, st = self.learner, self.stats
@@ -226,6 +256,7 @@ class LearnerServer:
         learner, st, dt = self.learner, self.stats, now - w.time
         updates = sum(learner.updates.values())
         lag = (st.lag_sum - w.lag_sum) / max(st.lag_count - w.lag_count, 1)
+        self._lag = lag
         step = learner.env_steps
         m = learner.metrics
         m.scalar("transport/queue_depth", self.queue.qsize(), step)
@@ -279,14 +310,24 @@ class LearnerServer:
         """Ask `run()` to end after the current unroll (thread- and signal-safe)."""
         self._stop.set()
 
-    def close(self, grace_s: float = 5.0) -> None:
-        """Tell actors the run is over, give their streams `grace_s` to drain, stop serving."""
+    def preempt(self, signum: int) -> None:
+        """Ask `run()` to checkpoint and raise `Preempted` after the current unroll (signal-safe)."""
+        if self.stopped_by is None:
+            self.stopped_by = signum
+        self._stop.set()
+
+    def close(self, grace_s: float = 5.0, end_run: bool = True) -> None:
+        """Tell actors the run is over, give their streams `grace_s` to drain, stop serving.
+
+        `end_run=False` (a preempted learner) stops serving without telling actors the run is over:
+        their calls fail, and they keep retrying until the restarted learner answers."""
         if self.closing:
             return
         self.closing = True
         try:
-            self.publisher.publish(dataclasses.replace(self.learner.broadcast(), done=True))
-            deadline = time.monotonic() + grace_s
+            if end_run:
+                self.publisher.publish(dataclasses.replace(self.learner.broadcast(), done=True))
+            deadline = time.monotonic() + (grace_s if end_run else 0.0)
             while self._server is not None and self.servicer.open_streams and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
@@ -314,6 +355,8 @@ def serve_learner(
     progress: bool = True,
     token: str | None = None,
     on_bound: Callable[[str], None] | None = None,
+    resume: bool = False,
+    log_every_s: float = 30.0,
 ) -> dict[str, Any] | None:
     """Run a learner service until the schedule ends; returns result.json's dict (None if stopped).
 
@@ -323,8 +366,13 @@ def serve_learner(
         progress: show a progress bar.
         token: shared secret (overrides `cfg.server.token`; kept out of the saved config).
         on_bound: called with the bound `host:port` once the service listens (port 0 picks one).
+        resume: continue the run from `run_dir/checkpoint.pt`.
+        log_every_s: without a progress bar, log a status line this often.
+
+    Raises:
+        Preempted: stopped by SIGTERM or SIGUSR1 after writing a checkpoint.
     """
-    server = LearnerServer(cfg, run_dir, token=token)
+    server = LearnerServer(cfg, run_dir, token=token, resume=resume)
     try:
         server.start()
     except BaseException:
@@ -332,4 +380,4 @@ def serve_learner(
         raise
     if on_bound is not None:
         on_bound(server.address)
-    return server.run(progress)
+    return server.run(progress, log_every_s=log_every_s)

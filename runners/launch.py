@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from stackrl.config import ExperimentConfig
+from stackrl.learner.preemption import Preempted
 from stackrl.learner.service import LearnerServer
 
 log = logging.getLogger(__name__)
@@ -205,19 +206,25 @@ def resume_config(run_dir: str | Path) -> tuple[ExperimentConfig, Path]:
 
 
 def run_local(
-    cfg: ExperimentConfig, run_dir: Path | None, progress: bool = True, resume: bool = False
+    cfg: ExperimentConfig,
+    run_dir: Path | None,
+    progress: bool = True,
+    resume: bool = False,
+    log_every_s: float = 30.0,
 ) -> dict:
     """Train with a learner service and `cfg.actor.num_actors` actor processes on this machine.
 
     Actors that die are restarted with back-off (`ActorSupervisor`). With `resume`, the learner
-    continues from `run_dir/checkpoint.pt` (`CheckpointError` if it is missing or corrupt).
+    continues from `run_dir/checkpoint.pt` (`CheckpointError` if it is missing or corrupt). Without
+    `progress`, a status line is logged every `log_every_s` seconds.
 
     Returns:
         result.json's dict (the same keys as `run_serial`), plus a `transport` section.
 
     Raises:
         LaunchError: an actor process crashed (the run is stopped, no process is left behind).
-        KeyboardInterrupt: Ctrl-C or SIGTERM (likewise cleaned up).
+        KeyboardInterrupt: Ctrl-C, or SIGTERM before training started (likewise cleaned up).
+        Preempted: SIGTERM or SIGUSR1 during training; a checkpoint was written first.
     """
     # Without a configured token, a fresh one keeps other local users out; it is never written down.
     token = cfg.server.token or secrets.token_urlsafe(24)
@@ -229,7 +236,7 @@ def run_local(
             host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             sup = ActorSupervisor(address, token, cfg.actor.num_actors, cfg.actor.connect_deadline_s)
-            result = server.run(progress, on_tick=sup.check)
+            result = server.run(progress, on_tick=sup.check, log_every_s=log_every_s)
             if result is None:
                 raise LaunchError("the learner stopped before the schedule ended")
             procs = sup.procs
@@ -244,6 +251,10 @@ def run_local(
             if run_dir is not None:
                 (Path(run_dir) / "transport.json").write_text(json.dumps(result["transport"], indent=2))
             return result
+        except Preempted:
+            if sup is not None:  # the checkpoint is written: no reason to wait for them
+                stop_actors(sup.procs, timeout_s=0.0)
+            raise
         finally:
             server.close()
             if sup is not None:
