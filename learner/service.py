@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 import torch
 from stackrl.config import ExperimentConfig, ServerConfig
+from stackrl.learner.admission import Limits
 from stackrl.learner.learner import Learner
 from stackrl.learner.preemption import Preempted, stop_on_signals
 from stackrl.learner.servicer import LearnerServicer, Publisher, Unroll, expected_specs
@@ -109,6 +110,12 @@ class LearnerServer:
             # A preempted learner closes without ending the run: waiting pushes must not say it ended.
             closing=lambda: self.closing and self.stopped_by is None,
             rejected=self.learner.rejected,
+            limits=Limits(
+                weight_streams=cfg.server.max_weight_streams,
+                pushes=cfg.server.max_pushes,
+                push_deadline_s=cfg.server.push_deadline_s,
+                idle_stream_s=cfg.server.idle_stream_s,
+            ),
         )
         self.stats = TransportStats()
         self.port: int | None = None
