@@ -568,6 +568,84 @@ def ablation(name: str, games: str, seeds: str, out: str, overrides: tuple[str, 
         )
 
 
+@main.command("sweep")
+@click.argument("grid")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "slurm"]),
+    default="local",
+    show_default=True,
+    help="local: a pool of `concurrency` processes; slurm: one job array (one run per task).",
+)
+@click.option("--set", "overrides", multiple=True, help="Config override applied to every run.")
+@click.option("--only", default=None, help="Comma-separated cell indices to run (e.g. the failed ones).")
+@click.option("--jobs", type=int, default=None, help="Runs at once (overrides the grid's `concurrency`).")
+@click.option("--list", "list_cells", is_flag=True, help="List the cells and their state, run nothing.")
+@click.option("--task", type=int, default=None, hidden=True, help="Run one cell (a Slurm array task).")
+@click.option("--no-wait", is_flag=True, help="slurm: return after submitting instead of waiting.")
+@click.option("--sbatch-arg", "sbatch_args", multiple=True, help="slurm: extra sbatch option (repeatable).")
+def sweep(
+    grid: str,
+    backend: str,
+    overrides: tuple[str, ...],
+    only: str | None,
+    jobs: int | None,
+    list_cells: bool,
+    task: int | None,
+    no_wait: bool,
+    sbatch_args: tuple[str, ...],
+) -> None:
+    """Expand GRID.yaml (games x methods x variants x seeds, --set overrides) into runs under one run root.
+
+    Finished runs are skipped, so running it again finishes what is missing; at the end the cells
+    without a result are listed with the command that reruns them. `stackrl report --runs ROOT`
+    aggregates the sweep."""
+    from stackrl.experiments import sweep as sw
+
+    try:
+        g = sw.Grid.load(grid, overrides)
+        if jobs is not None:
+            g.concurrency = max(1, jobs)
+        cells = g.runs()
+        for r in cells:  # every cell's config validates before anything runs
+            g.config(r)
+        selected = [int(i) for i in only.split(",") if i.strip()] if only else None
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    if task is not None:
+        if not 0 <= task < len(cells):
+            _fail(f"--task {task}: the grid has cells 0..{len(cells) - 1}")
+        click.echo(json.dumps(sw.run_task(grid, task, overrides)))
+        return
+    if list_cells:
+        done = {r.index for r in sw.status(g)["done"]}
+        for r in cells:
+            click.echo(f"{r.index:4d} {'done' if r.index in done else 'missing':8s} {r.name}")
+        return
+    command = "stackrl sweep " + " ".join([grid, *(a for o in overrides for a in ("--set", o))])
+    sw.write_manifest(g, command)
+    click.echo(f"sweep: {len(cells)} runs under {g.run_root} ({backend}, {g.concurrency} at once)", err=True)
+    try:
+        if backend == "local":
+            sw.run_local_pool(g, selected, overrides)
+        else:
+            job = sw.submit_slurm(g, selected, overrides, sbatch_args, wait=not no_wait)
+            click.echo(f"submitted job array {job}; task logs in {g.run_root.resolve()}/.slurm/", err=True)
+            if no_wait:
+                return
+    except (ConfigError, RuntimeError) as e:
+        _fail(str(e))
+    missing = sw.status(g)["missing"]
+    if selected is not None:
+        missing = [r for r in missing if r.index in selected]
+    click.echo(f"sweep: {len(cells) - len(missing)}/{len(cells)} runs done under {g.run_root}")
+    if missing:
+        ids = ",".join(str(r.index) for r in missing)
+        click.echo(f"failed: {', '.join(f'{r.index} ({r.name})' for r in missing)}", err=True)
+        click.echo(f"rerun them with: {command} --backend {backend} --only {ids}", err=True)
+        sys.exit(1)
+
+
 @main.command("probe-hash")
 @click.argument("experiment")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set env.probe_seed=1")
