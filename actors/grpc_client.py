@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 from stackrl.config import ExperimentConfig
 from stackrl.protos import codec, rpc
-from stackrl.protos.security import auth_metadata
+from stackrl.protos.security import auth_metadata, is_loopback
 from stackrl.protos.transport import Broadcast
 from stackrl.trajectory import Trajectory
 
@@ -61,6 +61,7 @@ class GrpcActorEndpoint:
         connect_deadline_s: float = 60.0,
         max_message_mb: int = 64,
         compress: bool = False,
+        insecure: bool = False,
     ):
         """Args:
         address: the learner's `host:port`.
@@ -70,7 +71,21 @@ class GrpcActorEndpoint:
             run's `actor.connect_deadline_s` once registered).
         max_message_mb: largest message sent or accepted.
         compress: zlib-compress trajectory tensors (pays off for image observations).
+        insecure: allow plaintext to a learner off loopback. Without TLS nothing proves who answers
+            at `address`, and the token would go to whoever does; so off loopback an actor needs
+            `tls_ca` (the token then goes only over a channel whose certificate that CA signed) or
+            this explicit opt-out.
+
+        Raises:
+            LearnerError: plaintext off loopback without `insecure`, or `tls_ca` cannot be read.
         """
+        host = address.rsplit(":", 1)[0] if not address.startswith("[") else address[1:].split("]")[0]
+        if tls_ca is None and not insecure and not is_loopback(host):
+            raise LearnerError(
+                f"learner at {address} is not on loopback and no --tls-ca is given: an actor sends its "
+                "token only to a learner it can authenticate. Give --tls-ca CA.pem, or --insecure on a "
+                "network you trust (the token then travels in clear)"
+            )
         self.address = address
         self.connect_deadline_s = connect_deadline_s
         self.compress = compress
@@ -85,7 +100,11 @@ class GrpcActorEndpoint:
             ("grpc.max_reconnect_backoff_ms", int(_MAX_BACKOFF_S * 1000)),
         ]
         if tls_ca is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+            try:
+                ca = Path(tls_ca).read_bytes()
+            except OSError as e:
+                raise LearnerError(f"--tls-ca: cannot read {tls_ca}: {e.strerror}") from None
+            creds = grpc.ssl_channel_credentials(root_certificates=ca)
             self._channel = grpc.secure_channel(address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)

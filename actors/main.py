@@ -6,12 +6,16 @@ Kubernetes all run. The run's configuration comes from the learner's registratio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from pathlib import Path
 
 import torch
 from stackrl.actors.actor import Actor
 from stackrl.actors.grpc_client import GrpcActorEndpoint, LearnerError, LearnerRestarted
+from stackrl.config import ConfigError, ExperimentConfig
+from stackrl.envs.registry import allow_factory, allow_from_environment, check_env_factories
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,8 @@ def run_actor_process(
     tls_ca: str | None = None,
     connect_deadline_s: float = 60.0,
     compress: bool = False,
+    insecure: bool = False,
+    allow_factories: tuple[str, ...] = (),
 ) -> int:
     """Register, build `Actor(cfg, actor_id, endpoint)` and run it to the end of the run.
 
@@ -31,18 +37,38 @@ def run_actor_process(
         tls_ca: PEM file of the CA of the learner's TLS certificate (None: plaintext).
         connect_deadline_s: how long to keep trying to register.
         compress: zlib-compress trajectory tensors.
+        insecure: allow plaintext to a learner off loopback (the token then travels in clear).
+        allow_factories: environment factories this actor may import besides the registry's
+            (`envs/registry.py`; `STACKRL_ALLOW_FACTORY` is read too).
 
     Returns:
         The process exit code: 0 when the learner ended the run, 1 when it could not be reached or
         refused the actor (the reason is logged).
     """
-    endpoint = GrpcActorEndpoint(
-        address, token, tls_ca, connect_deadline_s=connect_deadline_s, compress=compress
-    )
+    for path in allow_factories:
+        allow_factory(path)
+    allow_from_environment()
+    try:
+        endpoint = GrpcActorEndpoint(
+            address,
+            token,
+            tls_ca,
+            connect_deadline_s=connect_deadline_s,
+            compress=compress,
+            insecure=insecure,
+        )
+    except LearnerError as e:
+        log.error("actor: %s", e)
+        return 1
     reniced = False
     try:
         while True:
-            actor_id, cfg = endpoint.register()
+            actor_id, received = endpoint.register()
+            try:
+                cfg = vet_received_config(received)
+            except ConfigError as e:
+                log.error("actor: refusing the learner's config: %s", e)
+                return 1
             torch.set_num_threads(cfg.actor.threads)
             if cfg.actor.nice and not reniced:
                 os.nice(cfg.actor.nice)
@@ -66,3 +92,19 @@ def run_actor_process(
         return 1
     finally:
         endpoint.close()
+
+
+def vet_received_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The learner's config, checked against what this actor may do before anything is built from it.
+
+    The config came over the network; it must not make this process import code (every factory it
+    names must be allowed here) or write files where the learner says (a probe-set path that does not
+    exist here is dropped: the actor regenerates the set and checks it against `env.probe_hash`).
+
+    Raises:
+        ConfigError: naming the key this actor refuses.
+    """
+    check_env_factories(cfg.env)
+    if cfg.env.probe_path is not None and not Path(cfg.env.probe_path).is_file():
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, probe_path=None))
+    return cfg

@@ -38,6 +38,65 @@ def _fail(msg: str) -> NoReturn:
     sys.exit(2)
 
 
+_allow_factory_option = click.option(
+    "--allow-factory",
+    "allow_factories",
+    multiple=True,
+    metavar="MODULE:CALLABLE",
+    help="An environment factory this process may import (repeatable; also STACKRL_ALLOW_FACTORY). "
+    "A config alone never makes a process import code (docs/byog.md).",
+)
+_token_file_option = click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the shared secret from this file (first line); unlike --token, not visible in `ps`.",
+)
+
+
+def _allow(factories: tuple[str, ...]) -> None:
+    """Allow the operator's factories here and in the actor processes this command spawns."""
+    from stackrl.envs.registry import allow_factory, allow_from_environment, export_allowed
+
+    try:
+        for path in factories:
+            allow_factory(path)
+        allow_from_environment()
+    except ConfigError as e:
+        _fail(str(e))
+    export_allowed()
+
+
+def _check_factories(cfg: ExperimentConfig) -> None:
+    from stackrl.envs.registry import check_env_factories
+
+    try:
+        check_env_factories(cfg.env)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _token(token: str | None, token_file: str | None) -> str | None:
+    """The shared secret from --token / STACKRL_TOKEN or --token-file; warns when it is in argv."""
+    if token_file is not None:
+        if token is not None:
+            _fail("give one of --token (or STACKRL_TOKEN) and --token-file")
+        try:
+            lines = open(token_file).read().splitlines()  # noqa: SIM115  # read whole, closed at once
+        except OSError as e:
+            _fail(f"--token-file: cannot read {token_file}: {e.strerror}")
+        token = lines[0].strip() if lines else ""
+        if not token:
+            _fail(f"--token-file: {token_file} is empty")
+        return token
+    source = click.get_current_context().get_parameter_source("token")
+    if token is not None and source is click.core.ParameterSource.COMMANDLINE:
+        click.echo(
+            "warning: --token is visible to every user in `ps`; use STACKRL_TOKEN or --token-file", err=True
+        )
+    return token
+
+
 def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, cfg: ExperimentConfig) -> Any:
     """`runners.run_dir.decide` for the CLI: a one-line error when the name is taken (or, resuming,
     holds another config). Returns the decision; the caller clears a REPLACE once its own checks pass."""
@@ -161,6 +220,7 @@ def _build_config(
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name (default: refuse).")
 @_log_interval_option
+@_allow_factory_option
 def train(
     experiment: str | None,
     resume_dir: str | None,
@@ -174,12 +234,14 @@ def train(
     no_progress: bool,
     overwrite: bool,
     log_interval: float,
+    allow_factories: tuple[str, ...],
 ) -> None:
     """Train on EXPERIMENT (a preset in deploy/configs, a game name, or a YAML file); writes runs/<name>/.
 
     `stackrl train --resume runs/<name>` continues an interrupted run from its checkpoint. A name that
     is taken refuses to start unless --overwrite is given. SIGTERM or SIGUSR1 writes a checkpoint and
     exits 128 + the signal."""
+    _allow(allow_factories)
     if resume_dir is not None:
         if (
             experiment is not None
@@ -194,6 +256,7 @@ def train(
             cfg, run_dir = resume_config(resume_dir)
         except (CheckpointError, ConfigError, ValueError) as e:
             _fail(str(e))
+        _check_factories(cfg)  # a run directory may come from anyone: it names no code to import
     elif experiment is None:
         _fail("give an EXPERIMENT, or --resume RUN_DIR")
     else:
@@ -201,6 +264,7 @@ def train(
             cfg = _build_config(experiment, payoffs, seed, method, name, actors, overrides)
         except (ConfigError, ValueError) as e:
             _fail(str(e))
+        _check_factories(cfg)
         run_dir = cfg.run_dir
         from stackrl.runners.run_dir import Start, clear
 
@@ -291,8 +355,9 @@ def bench_matrix(random_games: int, serial: bool, methods: str | None, **options
     "--token",
     envvar="STACKRL_TOKEN",
     default=None,
-    help="Shared secret actors must send (env STACKRL_TOKEN); required off loopback.",
+    help="Shared secret actors must send (env STACKRL_TOKEN); required off loopback (16+ characters).",
 )
+@_token_file_option
 @click.option("--tls-cert", default=None, help="PEM certificate: serve TLS (with --tls-key).")
 @click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
@@ -307,11 +372,13 @@ def bench_matrix(random_games: int, serial: bool, methods: str | None, **options
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name (default: refuse).")
 @_log_interval_option
+@_allow_factory_option
 def learner(
     experiment: str,
     host: str | None,
     port: int | None,
     token: str | None,
+    token_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     seed: int | None,
@@ -321,6 +388,7 @@ def learner(
     resume: bool,
     overwrite: bool,
     log_interval: float,
+    allow_factories: tuple[str, ...],
 ) -> None:
     """Serve EXPERIMENT's learner over gRPC until its schedule ends; actors join with `stackrl actor`.
 
@@ -343,6 +411,9 @@ def learner(
         )
     except (ConfigError, ValueError) as e:
         _fail(str(e))
+    token = _token(token, token_file)
+    _allow(allow_factories)
+    _check_factories(cfg)
     start = _claim_run_dir(cfg.run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     try:  # what can fail before training, checked before anything in the run directory changes
         check_bind(cfg.server, token or cfg.server.token)
@@ -376,7 +447,14 @@ def learner(
 @click.option(
     "--token", envvar="STACKRL_TOKEN", default=None, help="The learner's shared secret (env STACKRL_TOKEN)."
 )
+@_token_file_option
 @click.option("--tls-ca", default=None, help="PEM CA certificate of the learner's TLS certificate.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow plaintext to a learner off loopback: nothing authenticates it, and the token travels "
+    "in clear (default: off loopback, --tls-ca is required).",
+)
 @click.option(
     "--connect-deadline",
     type=float,
@@ -385,14 +463,34 @@ def learner(
     help="Seconds to keep trying to reach the learner before exiting non-zero.",
 )
 @click.option("--compress", is_flag=True, help="zlib-compress trajectory tensors (image observations).")
+@_allow_factory_option
 def actor(
-    address: str, token: str | None, tls_ca: str | None, connect_deadline: float, compress: bool
+    address: str,
+    token: str | None,
+    token_file: str | None,
+    tls_ca: str | None,
+    insecure: bool,
+    connect_deadline: float,
+    compress: bool,
+    allow_factories: tuple[str, ...],
 ) -> None:
-    """Run one actor process against a learner service; exits 0 when the learner ends the run."""
+    """Run one actor process against a learner service; exits 0 when the learner ends the run.
+
+    The run's config comes from the learner; the actor refuses one that names an environment factory
+    this machine has not allowed (--allow-factory)."""
     from stackrl.actors.main import run_actor_process
 
+    token = _token(token, token_file)
+    _allow(allow_factories)
     sys.exit(
-        run_actor_process(address, token, tls_ca, connect_deadline_s=connect_deadline, compress=compress)
+        run_actor_process(
+            address,
+            token,
+            tls_ca,
+            connect_deadline_s=connect_deadline,
+            compress=compress,
+            insecure=insecure,
+        )
     )
 
 

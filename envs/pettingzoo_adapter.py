@@ -25,6 +25,7 @@ import numpy as np
 from stackrl.envs.base import LEADER, StepResult, follower_role
 from stackrl.envs.multi_agent_ale import SIZE, STACK, AreaResize, rom_dir
 from stackrl.envs.probe import resolve_probe_set, select_probes
+from stackrl.envs.registry import check_factory
 from stackrl.envs.spaces import Box, Discrete, Space
 
 QUERY_SETS = ("enumerate", "probe")
@@ -32,10 +33,19 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as OpenCV's RG
 
 
 def load_factory(path: str) -> Callable[..., Any]:
-    """`package.module:callable` -> the callable (a PettingZoo `parallel_env` function or class)."""
+    """`package.module:callable` -> the callable (a PettingZoo `parallel_env` function or class).
+
+    Only a factory the operator allowed on this machine is imported (`envs/registry.py`); the
+    config naming it may have come from the network or from someone else's run directory.
+
+    Raises:
+        FactoryNotAllowed: `path` is not in the registry (a ConfigError; nothing was imported).
+        ValueError: malformed, missing or not callable.
+    """
     module, sep, attr = path.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"env.pettingzoo: expected 'package.module:callable', got {path!r}")
+    check_factory(path)
     try:
         fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:

@@ -34,17 +34,29 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+MIN_TOKEN_CHARS = 16
+"""Shortest token accepted off loopback: a one-character token is guessed in a few dozen calls."""
+
+
 def check_bind(server: ServerConfig, token: str | None) -> None:
-    """Refuse to listen off loopback without a token.
+    """Refuse to listen off loopback without a token, or with one short enough to guess.
 
     Raises:
-        ServiceConfigError: `server.host` is not a loopback address and no token is set.
+        ServiceConfigError: `server.host` is not a loopback address and no token of at least
+            `MIN_TOKEN_CHARS` characters is set.
     """
-    if not token and not is_loopback(server.host):
+    if is_loopback(server.host):
+        return
+    if not token:
         raise ServiceConfigError(
             f"server.host={server.host!r} is not a loopback address and no token is set: anyone who can "
-            "reach it could push trajectories. Set server.token (stackrl learner --token, or the "
+            "reach it could push trajectories. Set server.token (stackrl learner --token-file, or the "
             "STACKRL_TOKEN environment variable), or bind 127.0.0.1."
+        )
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ServiceConfigError(
+            f"server.token: {len(token)} characters is too short off loopback (at least "
+            f"{MIN_TOKEN_CHARS}); e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'"
         )
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 from service_harness import fake_unroll, make_cfg, serving, wait_until
-from stackrl.actors.grpc_client import GrpcActorEndpoint
+from stackrl.actors.grpc_client import GrpcActorEndpoint, LearnerError
 
 
 def _next_broadcast(endpoint: GrpcActorEndpoint, cond=lambda b: True):
@@ -84,3 +85,18 @@ def test_close_ends_the_weight_stream_thread():
         assert any(t.name == name for t in threading.enumerate())
         endpoint.close()
         assert not any(t.name == name and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3:50051", "learner.example.org:50051", "[2001:db8::1]:50051"])
+def test_an_actor_sends_its_token_off_loopback_only_to_a_learner_it_can_authenticate(address):
+    """Issue 13, defect 1: plaintext was the default, so the actor sent its token to whatever
+    answered at the learner's address. Off loopback it needs --tls-ca, or an explicit --insecure."""
+    with pytest.raises(LearnerError, match="not on loopback and no --tls-ca"):
+        GrpcActorEndpoint(address, token="t" * 24)
+    GrpcActorEndpoint(address, token="t" * 24, insecure=True).close()
+    GrpcActorEndpoint("127.0.0.1:50051", token="t" * 24).close()
+
+
+def test_a_missing_tls_ca_file_is_a_clear_error(tmp_path):
+    with pytest.raises(LearnerError, match="--tls-ca: cannot read"):
+        GrpcActorEndpoint("10.1.2.3:50051", tls_ca=str(tmp_path / "nope.pem"))

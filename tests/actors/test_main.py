@@ -48,9 +48,9 @@ class ScriptedEndpoint:
 
     instances: list[ScriptedEndpoint] = []
 
-    def __init__(self, address, token, tls_ca, *, connect_deadline_s, compress):
+    def __init__(self, address, token, tls_ca, *, connect_deadline_s, compress, insecure=False):
         self.address, self.token, self.tls_ca = address, token, tls_ca
-        self.connect_deadline_s, self.compress = connect_deadline_s, compress
+        self.connect_deadline_s, self.compress, self.insecure = connect_deadline_s, compress, insecure
         self.registrations = 0
         self.pushed = 0
         self.closed = False
@@ -95,13 +95,17 @@ def endpoint(monkeypatch):
 def test_the_endpoint_gets_the_process_arguments(endpoint, broadcasts):
     _, done = broadcasts
     endpoint(make_cfg(), [([done], None)])
-    assert main.run_actor_process("h:1", "tok", "ca.pem", connect_deadline_s=7.0, compress=True) == 0
+    code = main.run_actor_process(
+        "h:1", "tok", "ca.pem", connect_deadline_s=7.0, compress=True, insecure=True
+    )
+    assert code == 0
     (ep,) = ScriptedEndpoint.instances
-    assert (ep.address, ep.token, ep.tls_ca, ep.connect_deadline_s, ep.compress) == (
+    assert (ep.address, ep.token, ep.tls_ca, ep.connect_deadline_s, ep.compress, ep.insecure) == (
         "h:1",
         "tok",
         "ca.pem",
         7.0,
+        True,
         True,
     )
     assert ep.registrations == 1 and ep.pushed == 0 and ep.closed
@@ -147,3 +151,56 @@ def test_a_learner_error_while_acting_exits_1(endpoint, broadcasts):
     endpoint(make_cfg(), [([running], LearnerError("invalid trajectory"))])
     assert main.run_actor_process("h:1") == 1
     assert ScriptedEndpoint.instances[0].closed
+
+
+class EvilLearner:
+    """A process answering at the learner's address whose registration reply names code to run."""
+
+    def __init__(self, factory: str):
+        import grpc as _grpc
+        from stackrl.protos import codec, rpc
+
+        cfg = ExperimentConfig.from_dict(
+            {"env": {"name": "pettingzoo", "pettingzoo": factory, "leader_agent": "a", "num_games": 1}}
+        )
+        self.tokens: list[str] = []
+        outer = self
+
+        class Servicer(rpc.LearnerServicerBase):
+            def Register(self, request, context):
+                outer.tokens += [v for k, v in context.invocation_metadata() if k == "authorization"]
+                return codec.register_reply(0, cfg)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.server = _grpc.server(ThreadPoolExecutor(max_workers=4))
+        rpc.add_learner_servicer(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+
+def test_a_fake_learner_cannot_make_the_actor_run_code(tmp_path, monkeypatch, caplog):
+    """Issue 13, defect 1: an actor imported and called whatever `env.pettingzoo` the registration
+    reply named, so a fake learner made it run `os:system`. The actor now refuses a config naming a
+    factory its own machine has not allowed, before importing anything, and exits 1."""
+    from stackrl.envs import registry
+
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_for_actor.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n"
+        f"def parallel_env(**kw):\n    pathlib.Path({str(marker)!r}).write_text('called')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_allowed", set())
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    fake = EvilLearner("evil_for_actor:parallel_env")
+    try:
+        with caplog.at_level(logging.ERROR):
+            code = main.run_actor_process(
+                f"127.0.0.1:{fake.port}", "a-token-of-enough-length", connect_deadline_s=5
+            )
+    finally:
+        fake.server.stop(0)
+    assert code == 1
+    assert not marker.exists()
+    assert "evil_for_actor:parallel_env' is not an allowed factory" in caplog.text

@@ -45,7 +45,9 @@ CASES = [
     (["--set", "schedule.checkpoint_interval_s=0"], "schedule.checkpoint_interval_s", "must be > 0"),
     (["--set", "schedule.checkpoint_interval_updates=-1"], "schedule.checkpoint_interval_updates", ">= 0"),
     (["--set", "server.port=70000"], "server.port", "must be in [0, 65535]"),
-    (["--set", "server.max_message_mb=0"], "server.max_message_mb", "must be >= 1"),
+    (["--set", "server.max_message_mb=0"], "server.max_message_mb", "must be in [1, 2047]"),
+    # Issue 13: 4096 passed validation and overflowed gRPC's signed 32-bit byte count at bind time.
+    (["--set", "server.max_message_mb=4096"], "server.max_message_mb", "must be in [1, 2047]"),
     (["--set", "seed=-1"], "seed", "must be >= 0"),
     (["--seed", "-2"], "seed", "must be >= 0"),
     (["--set", "learner.device=tpu"], "learner.device", "must be 'auto', 'cpu' or 'cuda'"),
@@ -112,3 +114,36 @@ def test_resume_rejects_other_run_options(tmp_path, monkeypatch, no_launch):
     assert result.exit_code == 2 and "--resume" in result.output
     result = CliRunner().invoke(cli.main, ["train"])
     assert result.exit_code == 2 and "EXPERIMENT" in result.output
+
+
+def test_resume_never_imports_a_factory_the_run_directory_names(tmp_path, monkeypatch):
+    """Issue 13, defect 1: `stackrl train --resume DIR` imported whatever `env.pettingzoo` the run
+    directory's config.yaml named, and a run directory may come from someone else. It is refused
+    unless allowed on the command line (`--allow-factory`), before anything is imported."""
+    from stackrl.config import ExperimentConfig as Cfg
+    from stackrl.envs import registry
+    from stackrl.learner.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(registry, "_allowed", set())
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_in_run_dir.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "def parallel_env(**kw):\n    raise SystemExit(5)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_dir = tmp_path / "runs" / "handed_over"
+    run_dir.mkdir(parents=True)
+    cfg = Cfg.from_dict(
+        {
+            "name": "handed_over",
+            "env": {"name": "pettingzoo", "pettingzoo": "evil_in_run_dir:parallel_env", "leader_agent": "a"},
+        }
+    )
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    save_checkpoint(run_dir / "checkpoint.pt", {"format": "stackrl-checkpoint-v1"})
+    res = CliRunner().invoke(cli.main, ["train", "--resume", str(run_dir), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "'evil_in_run_dir:parallel_env' is not an allowed factory" in res.output
+    assert "--allow-factory evil_in_run_dir:parallel_env" in res.output
+    assert not marker.exists()

@@ -8,6 +8,7 @@ from stackrl.config import ConfigError, EnvConfig, ExperimentConfig, ModelConfig
 from stackrl.envs.base import LEADER, check_env
 from stackrl.envs.factory import env_spec, make_env, make_stackelberg_env
 from stackrl.envs.pettingzoo_adapter import PettingZooBatch, load_factory, parallel_env_maker
+from stackrl.envs.registry import allow_factory
 from stackrl.envs.spaces import Box, Discrete
 from stackrl.learner.models import build_networks
 
@@ -143,6 +144,9 @@ def test_config_errors_name_the_key():
         ExperimentConfig.from_dict({"env": {"query_set": "all"}})
     with pytest.raises(ValueError, match="not an agent"):
         make_env(rps_cfg(leader_agent="nobody"))
+    with pytest.raises(ValueError, match="not an allowed factory"):
+        load_factory("pettingzoo.classic.nope_v0:parallel_env")
+    allow_factory("pettingzoo.classic.nope_v0:parallel_env")
     with pytest.raises(ValueError, match="cannot load"):
         load_factory("pettingzoo.classic.nope_v0:parallel_env")
     with pytest.raises(ValueError, match="Discrete leader observation"):

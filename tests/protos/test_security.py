@@ -26,3 +26,34 @@ def test_cli_learner_with_an_empty_token_env_is_still_refused(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, ["learner", "stag_hunt", "--host", "0.0.0.0", "--no-progress"])
     assert res.exit_code == 2 and "no token is set" in res.output, res.output
+
+
+def test_cli_learner_refuses_a_short_token_off_loopback(tmp_path, monkeypatch):
+    """Issue 13: a one-character token was accepted off loopback (guessed in a few dozen calls)."""
+    monkeypatch.setenv("STACKRL_TOKEN", "x")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["learner", "stag_hunt", "--host", "0.0.0.0", "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "server.token: 1 characters is too short off loopback (at least 16)" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_cli_token_file_keeps_the_token_out_of_ps_and_argv_warns(tmp_path, monkeypatch):
+    """Issue 13: `--token` shows in `ps`. --token-file reads it from a file (and is refused if empty);
+    a token on the command line still works but warns."""
+    monkeypatch.delenv("STACKRL_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "short").write_text("abc\n")
+    res = CliRunner().invoke(
+        main, ["learner", "stag_hunt", "--host", "0.0.0.0", "--token-file", "short", "--no-progress"]
+    )
+    assert res.exit_code == 2 and "3 characters is too short" in res.output, res.output
+    (tmp_path / "empty").write_text("")
+    res = CliRunner().invoke(main, ["learner", "stag_hunt", "--token-file", "empty", "--no-progress"])
+    assert res.exit_code == 2 and "--token-file: empty is empty" in res.output, res.output
+    res = CliRunner().invoke(main, ["learner", "stag_hunt", "--token-file", "missing", "--no-progress"])
+    assert res.exit_code == 2 and "--token-file: cannot read missing" in res.output, res.output
+    res = CliRunner().invoke(
+        main, ["learner", "stag_hunt", "--host", "0.0.0.0", "--token", "x", "--no-progress"]
+    )
+    assert "--token is visible to every user in `ps`" in res.output and "too short" in res.output
