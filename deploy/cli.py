@@ -744,6 +744,69 @@ def sweep(
         sys.exit(1)
 
 
+@main.group()
+def slurm() -> None:
+    """Slurm: a run as a learner job and an actors job, each with its own resources."""
+
+
+@slurm.command("submit", context_settings={"ignore_unknown_options": True})
+@click.argument("experiment")
+@click.argument("learner_options", nargs=-1, type=click.UNPROCESSED)
+@click.option("--actors", type=int, default=2, show_default=True, help="Actor tasks.")
+@click.option("--actor-cpus", type=int, default=1, show_default=True, help="CPUs per actor task.")
+@click.option("--actor-mem", default=None, help="Memory per actor CPU (sbatch --mem-per-cpu, e.g. 2G).")
+@click.option("--learner-cpus", type=int, default=1, show_default=True, help="CPUs of the learner.")
+@click.option(
+    "--learner-gpus", type=int, default=0, show_default=True, help="GPUs of the learner (gres gpu)."
+)
+@click.option("--learner-mem", default=None, help="Memory of the learner (sbatch --mem, e.g. 16G).")
+@click.option("--time", "time_limit", default=None, help="Time limit of both jobs (sbatch --time).")
+@click.option("--name", default=None, help="Run name (default: <experiment>-<date>-<time>).")
+@click.option(
+    "--run-root", default="runs", show_default=True, help="Run root on a filesystem all nodes share."
+)
+@click.option("--sbatch-arg", "sbatch_args", multiple=True, help="Extra sbatch option for both jobs.")
+def slurm_submit(
+    experiment: str,
+    learner_options: tuple[str, ...],
+    actors: int,
+    actor_cpus: int,
+    actor_mem: str | None,
+    learner_cpus: int,
+    learner_gpus: int,
+    learner_mem: str | None,
+    time_limit: str | None,
+    name: str | None,
+    run_root: str,
+    sbatch_args: tuple[str, ...],
+) -> None:
+    """Submit EXPERIMENT as a learner job (its CPUs, a GPU with --learner-gpus) and an actors job.
+
+    LEARNER_OPTIONS go to `stackrl learner` (e.g. --seed 3 --set learner.lr_leader=0.01). The learner
+    job is requeueable: preempted or near its time limit, it checkpoints, is requeued and resumes;
+    the actors reconnect. Prints the two job ids and the run directory."""
+    import time
+
+    from stackrl.runners.slurm import SlurmResources, SubmitError, submit
+
+    try:
+        res = SlurmResources(
+            actors, actor_cpus, actor_mem, learner_cpus, learner_gpus, learner_mem, time_limit
+        )
+        build_config(experiment)  # an unknown experiment fails here, not inside the job
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    name = name or f"{Path(experiment).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        sub = submit(experiment, name, run_root, res, learner_options, sbatch_args)
+    except SubmitError as e:
+        _fail(str(e))
+    click.echo(
+        json.dumps({"learner_job": sub.learner_job, "actor_job": sub.actor_job, "run_dir": str(sub.run_dir)})
+    )
+    click.echo(f"learner log: {sub.rendezvous}/learner.log", err=True)
+
+
 @main.command("probe-hash")
 @click.argument("experiment")
 @click.option("--set", "overrides", multiple=True, help="Override a config key: --set env.probe_seed=1")

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SBATCH = REPO / "deploy" / "slurm" / "stackrl.sbatch"
@@ -76,6 +79,11 @@ def _slurm_conf(tmp: Path) -> Path:
     host = _run(["hostname", "-s"]).stdout.strip()
     for d in ("state", "spool"):
         (tmp / d).mkdir()
+    # One GPU as a generic resource on a dummy device (slurmd wants a character device; this one is
+    # /dev/null's), so a request for it takes the same path as on a GPU node.
+    gpu = tmp / "gpu0"
+    os.mknod(gpu, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    (tmp / "gres.conf").write_text(f"NodeName={host} Name=gpu File={gpu}\n")
     conf = tmp / "slurm.conf"
     conf.write_text(
         f"""ClusterName=stackrltest
@@ -101,7 +109,8 @@ MpiDefault=none
 ReturnToService=2
 SlurmdParameters=config_overrides
 SchedulerParameters=sched_interval=1
-NodeName={host} CPUs=8 State=UNKNOWN
+GresTypes=gpu
+NodeName={host} CPUs=8 Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
     )
@@ -230,3 +239,128 @@ def test_sbatch_fails_when_the_learner_fails(slurm_cluster, tmp_path: Path):
     assert state == "FAILED" and exit_code != "0:0", f"{state} {exit_code}\n{log}"
     assert "no_such_key" in log and f"stackrl job {job_id} FAILED" in log, log
     assert time.monotonic() - t0 < 100
+
+
+# -- issue 14: the learner and the actors as separate jobs, requeue, sweeps as job arrays ------------
+CLI = [sys.executable, "-m", "stackrl.deploy.cli"]
+
+
+def _job_fields(env: dict[str, str], job_id: str) -> dict[str, str]:
+    out = _run(["scontrol", "show", "job", job_id], env=env).stdout
+    return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+def _job_env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "STACKRL_PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+
+
+def test_learner_gets_its_gpu_and_actors_their_cpus_and_a_requeued_learner_resumes(slurm_cluster, tmp_path):
+    """`stackrl slurm submit`: the learner job asks 2 CPUs and the GPU, the actors' job 1 CPU per task
+    and no GPU (as `scontrol show job` shows them). Requeued mid-run (Slurm sends the learner SIGTERM,
+    as on preemption), the learner checkpoints, runs again with --resume from where it stopped, the
+    actor finds its new address, and the run ends at the exact value with every phase's env steps
+    counted once."""
+    env, tmp = slurm_cluster
+    run_root = tmp_path / "shared" / "runs"
+    sub = subprocess.run(
+        [*CLI, "slurm", "submit", "stag_hunt", "--name", "rq", "--run-root", str(run_root),
+         "--actors", "1", "--learner-cpus", "2", "--learner-gpus", "1", "--actor-cpus", "1",
+         "--set", "schedule.checkpoint_interval_s=100000", "--set", "actor.connect_deadline_s=5",
+         "--log-interval", "1"],
+        env={**_job_env(env), "STACKRL_CONNECT_DEADLINE_S": "5"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sub.returncode == 0, sub.stderr
+    jobs = json.loads(sub.stdout)
+    learner_job, actor_job = jobs["learner_job"], jobs["actor_job"]
+    lj, aj = _job_fields(env, learner_job), _job_fields(env, actor_job)
+    assert (lj["NumTasks"], lj["CPUs/Task"], lj.get("TresPerNode")) == ("1", "2", "gres:gpu:1"), lj
+    assert (aj["NumTasks"], aj["CPUs/Task"], aj.get("TresPerNode")) == ("1", "1", None), aj
+    assert lj["Requeue"] == "1", lj
+
+    rdv = run_root / ".slurm" / "rq"
+    log = rdv / "learner.log"
+    seen: list[int] = []
+
+    def under_way() -> bool:
+        text = log.read_text() if log.exists() else ""
+        seen[:] = [int(s) for s in re.findall(r"steps (\d+)/", text)]
+        return bool(seen) and seen[-1] >= 30_000
+
+    _wait(under_way, 120, "the learner to pass 30000 env steps", tmp)
+    _run(["scontrol", "requeue", learner_job], env=env)
+
+    def pending_again() -> bool:
+        state = _job_fields(env, learner_job)
+        return state["JobState"] == "PENDING" and state["Restarts"] == "1"
+
+    _wait(pending_again, 60, "the learner job to be requeued", tmp)
+    # Slurm holds a requeued job for a while (BeginTime); let it start now.
+    _run(["scontrol", "update", f"JobId={learner_job}", "StartTime=now"], env=env)
+
+    def ended() -> bool:
+        states = [_job_fields(env, j)["JobState"] for j in (learner_job, actor_job)]
+        return all(s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") for s in states)
+
+    _wait(ended, 300, "both jobs to end", tmp)
+    text = log.read_text()
+    for j in (learner_job, actor_job):
+        f = _job_fields(env, j)
+        assert (f["JobState"], f["ExitCode"]) == ("COMPLETED", "0:0"), f"{f}\n{text[-3000:]}"
+    assert "stopped by SIGTERM: checkpoint written to" in text, text[-3000:]
+    resumed = int(re.search(r"resumed from \S+ at (\d+) env steps", text).group(1))
+    assert resumed >= max(seen)  # the checkpoint holds every step consumed before the signal
+    actors_log = next(rdv.glob("actors-*.out")).read_text()
+    assert actors_log.count("connecting to") >= 2 and "the learner ended the run" in actors_log, actors_log
+
+    result = json.loads((run_root / "rq" / "result.json").read_text())
+    assert result["leader_value"] == result["exact_value"], result
+    steps = result["env_steps"]
+    phases = {k: v for k, v in steps.items() if k != "total"}
+    assert sum(phases.values()) == steps["total"]
+    cfg = yaml.safe_load((run_root / "rq" / "config.yaml").read_text())
+    budgets = [p["env_steps"] // p.get("restarts", 1) for p in cfg["schedule"]["phases"]]
+    unroll = cfg["env"]["num_games"] * cfg["actor"]["unroll_length"]
+    # Each phase ends at its budget plus less than one unroll per actor: no steps doubled, none lost.
+    assert phases["0_pretrain"] - budgets[0] in range(0, 2 * unroll), phases
+    assert all(v - budgets[1] in range(0, 2 * unroll) for k, v in phases.items() if k != "0_pretrain"), phases
+
+
+def test_sweep_as_a_job_array_2_games_x_2_seeds_and_report_aggregates_it(slurm_cluster, tmp_path):
+    env, tmp = slurm_cluster
+    root = tmp_path / "shared" / "runs" / "sweep_slurm"
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        yaml.safe_dump(
+            {
+                "run_root": str(root),
+                "games": ["stag_hunt", "chicken"],
+                "seeds": [0, 1],
+                "concurrency": 2,
+                "set": [
+                    "schedule.phases=[{kind: pretrain, env_steps: 6000}, {kind: leader, env_steps: 3000}]",
+                    "env.num_games=8",
+                ],
+            }
+        )
+    )
+    proc = subprocess.run(
+        [*CLI, "sweep", str(grid), "--backend", "slurm"],
+        env=_job_env(env), cwd=tmp_path, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    task_logs = "\n".join(p.read_text() for p in sorted((root / ".slurm").glob("*.out")))
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{task_logs}\n{_logs(tmp)}"
+    assert "4/4 runs done" in proc.stdout
+    job = re.search(r"submitted job array (\d+)", proc.stderr).group(1)
+    fields = _job_fields(env, f"{job}_0")
+    assert fields["ArrayJobId"] == job and fields["ArrayTaskThrottle"] == "2", fields
+    for i in range(4):  # one run per array task, each really run by Slurm
+        assert f"stackrl sweep task {i} of job {job}" in task_logs, task_logs
+    assert len(list(root.glob("*/result.json"))) == 4
+
+    out = tmp_path / "results.md"
+    report = subprocess.run(
+        [*CLI, "report", "--runs", str(root), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = out.read_text()
+    assert "sweep_slurm" in text and "stag_hunt" in text and "chicken" in text
