@@ -8,6 +8,10 @@ commitments, the same update as the `query` leader of `experiments/divergence.py
 `exact` oracle (enumerated strong best response) is the direct comparison. Every base-game step the
 followers take while learning counts towards the env-step budget.
 
+Two ablations of the reference implementation vary the follower side (`stackrl ablation q-reset`,
+`leader-reward-during-adaptation`): the Q-table carried over between commitments instead of reset,
+and the leader paid during the follower's learning episodes too, not only after it adapted.
+
 Followers maximise r_F + eps * r_L with eps below `max_tie_break_weight` (ties go the leader's way,
 strong Stackelberg), discount `gamma`, epsilon-greedy exploration annealed over the block. The
 leader is evaluated as everywhere else: greedy leader vs a strongly best-responding follower.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from stackrl.envs.solver import max_tie_break_weight
 from stackrl.experiments.tabular_game import TabularGame, softmax
+from stackrl.learner.tabular_q import QLearning, greedy_tables, play, q_learn, zero_q
 
 
 def q_learning_responses(
@@ -29,35 +34,11 @@ def q_learning_responses(
     alpha: float = 0.3,
     tie_eps: float = 0.0,
 ) -> np.ndarray:
-    """[B, S] greedy follower tables after `episodes` of Q-learning against each fixed leader table."""
-    b = tables.shape[0]
-    q = np.zeros((b, g.s, g.n_f))
-    rows = np.arange(b)
-    for ep in range(episodes):
-        explore = max(0.05, 1.0 - ep / max(1, 0.7 * episodes))
-        state = np.zeros(b, np.int64)
-        for _ in range(g.length):
-            greedy = q[rows, state].argmax(axis=1)
-            rand = rng.integers(0, g.n_f, b)
-            a_f = np.where(rng.random(b) < explore, rand, greedy)
-            a_l = tables[rows, state]
-            r = g.payoffs[a_l, a_f, 1] + tie_eps * g.payoffs[a_l, a_f, 0]
-            nxt = 1 + a_l + g.n_l * a_f
-            boot = gamma * q[rows, nxt].max(axis=1)  # the 10-step limit is a time-out: always bootstrap
-            q[rows, state, a_f] += alpha * (r + boot - q[rows, state, a_f])
-            state = nxt
-    return q.argmax(axis=2)
-
-
-def _play(g: TabularGame, l_tables: np.ndarray, f_tables: np.ndarray) -> np.ndarray:
-    rows = np.arange(l_tables.shape[0])
-    state = np.zeros(len(rows), np.int64)
-    ret = np.zeros(len(rows))
-    for _ in range(g.length):
-        a_l, a_f = l_tables[rows, state], f_tables[rows, state]
-        ret += g.payoffs[a_l, a_f, 0]
-        state = 1 + a_l + g.n_l * a_f
-    return ret
+    """[B, S_F] greedy follower tables after `episodes` of Q-learning from scratch against each fixed
+    leader table."""
+    q = zero_q(g.spec, tables.shape[0])
+    q_learn(g.spec, tables, q, episodes, rng, QLearning(gamma=gamma, alpha=alpha, tie_eps=tie_eps))
+    return greedy_tables(q)
 
 
 def run_oracle_leader(
@@ -69,17 +50,35 @@ def run_oracle_leader(
     lr: float = 0.5,
     block_episodes: int = 50,
     eval_every: int = 2,
+    reset: bool = True,
+    leader_reward_during_adaptation: bool = False,
+    alpha: float = 0.3,
+    explore: tuple[float, float] = (1.0, 0.05),
+    init_scale: float = 0.0,
 ) -> dict:
-    """Train the leader against the given oracle; returns a result.json-like dict."""
+    """Train the leader against the given oracle; returns a result.json-like dict.
+
+    With the Q-learning oracle, `reset=False` carries each of the `batch` followers' Q-tables from
+    one leader commitment to the next instead of starting from zero (the reference's
+    `reset_between_episodes`), and `leader_reward_during_adaptation=True` pays the leader its mean
+    return over the follower's learning episodes and the greedy one (the reference's
+    `leader_reward_during_q`) instead of only the greedy one played after the follower adapted.
+    """
     if oracle not in ("q_learning", "exact"):
         raise ValueError(f"oracle must be 'q_learning' or 'exact', got {oracle!r}")
     g = TabularGame(game)
     rng = np.random.default_rng(seed)
-    theta = np.zeros((g.s, g.n_l))
-    w = max_tie_break_weight(g.payoffs, g.length)
+    theta = np.zeros((g.s, g.n_l))  # uniform start
+    if (
+        init_scale > 0
+    ):  # a random start, as a freshly initialised policy (drawn only then: seeds stay comparable)
+        theta = init_scale * rng.standard_normal(theta.shape)
+    w = max_tie_break_weight(g.payoffs, g.length, g.memory)
     tie_eps = 0.0 if w == 0 else min(0.01, 0.5 * w)
     per_commitment = g.length * ((block_episodes + 1) if oracle == "q_learning" else 1)
     scale = 1.0 / max(np.abs(g.payoffs).max(), 1e-9) / g.length
+    hp = QLearning(alpha=alpha, explore_start=explore[0], explore_end=explore[1], tie_eps=tie_eps)
+    q = zero_q(g.spec, batch)  # carried between commitments unless `reset`
     steps, it = 0, 0
     history: list[dict] = []
 
@@ -98,8 +97,12 @@ def run_oracle_leader(
         if oracle == "exact":
             returns = g.value[g.index(tables)]
         else:
-            f_tables = q_learning_responses(g, tables, block_episodes, rng, tie_eps=tie_eps)
-            returns = _play(g, tables, f_tables)
+            if reset:
+                q = zero_q(g.spec, batch)
+            during = q_learn(g.spec, tables, q, block_episodes, rng, hp)  # [B, block]
+            returns = play(g.spec, tables, greedy_tables(q))[:, 0]
+            if leader_reward_during_adaptation:
+                returns = (during.sum(axis=1) + returns) / (block_episodes + 1)
         adv = (returns - returns.mean()) * scale
         onehot = np.eye(g.n_l)[tables]
         theta += lr * g.length * (adv[:, None, None] * (onehot - probs[None])).mean(axis=0)
@@ -128,4 +131,6 @@ def run_oracle_leader(
         "steps_to_final": steps_to_final,
         "eval_history": history,
         "block_episodes": block_episodes,
+        "reset": reset,
+        "leader_reward_during_adaptation": leader_reward_during_adaptation,
     }

@@ -518,8 +518,14 @@ def ablation_section(ab: dict, out: Path | None = None, fig_dir: Path | None = N
     rows = ab["rows"]
     games = list(dict.fromkeys(r["game"] for r in rows))
     header = ["game", "exact"]
+    # Optional columns: what the play table earns against a best-responding follower (ES leader), and
+    # the post-training equilibrium check's follower regret.
+    vs_br = any("leader_value_vs_best_response" in r for r in rows)
+    regret = any("follower_regret" in r for r in rows)
     for v in variants:
         header += [f"{v}: value (median)", f"{v}: per seed", f"{v}: gap"]
+        header += [f"{v}: value vs BR (median)"] if vs_br else []
+        header += [f"{v}: follower regret (max)"] if regret else []
     body = []
     for g in games:
         rg = [r for r in rows if r["game"] == g]
@@ -527,13 +533,19 @@ def ablation_section(ab: dict, out: Path | None = None, fig_dir: Path | None = N
         for v in variants:
             rv = sorted((r for r in rg if r["variant"] == v), key=lambda r: r["seed"])
             if not rv:
-                line += [None, None, None]
+                line += [None] * (3 + vs_br + regret)
                 continue
             line += [
                 statistics.median(r["leader_value"] for r in rv),
                 " / ".join(_fmt(r["leader_value"]) for r in rv),
                 statistics.median(r["gap"] for r in rv),
             ]
+            if vs_br:
+                br = [r["leader_value_vs_best_response"] for r in rv if "leader_value_vs_best_response" in r]
+                line.append(statistics.median(br) if br else None)
+            if regret:
+                rg_ = [r["follower_regret"] for r in rv if "follower_regret" in r]
+                line.append(max(rg_) if rg_ else None)
         body.append(line)
     lines.append(_table(header, body))
     lines.append("")

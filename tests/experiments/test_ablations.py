@@ -46,14 +46,25 @@ def trained(monkeypatch):
 
 
 def test_every_ablation_has_a_description_and_two_or_more_variants():
-    assert set(ablations.ABLATIONS) == {"queries", "invariance", "oracle"}
+    assert set(ablations.ABLATIONS) == {
+        "queries",
+        "invariance",
+        "oracle",
+        "es-leader",
+        "q-reset",
+        "leader-reward-during-adaptation",
+    }
     for spec in ablations.ABLATIONS.values():
         assert spec["description"] and len(spec["variants"]) >= 2
-    assert ablations.ABLATIONS["oracle"]["variants"]["q_learning"] is None  # not a serial run
+    # not serial runs: the tabular leaders
+    assert ablations.ABLATIONS["oracle"]["variants"]["q_learning"]["runner"] == "oracle"
+    assert ablations.ABLATIONS["es-leader"]["variants"]["observed,contextual"]["runner"] == "es"
 
 
 def test_unknown_ablation_names_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match="unknown ablation 'nope'; known: queries, invariance, oracle"):
+    with pytest.raises(
+        ValueError, match="unknown ablation 'nope'; known: queries, invariance, oracle, es-leader"
+    ):
         ablations.run_ablation("nope", ["chicken"], [0], run_root=str(tmp_path))
 
 
@@ -130,3 +141,64 @@ def test_a_run_the_learner_started_is_recognised_by_its_config(tmp_path):
     assert ablations._same_run(cfg, tmp_path) == cfg.run_dir
     other = ablations._cfg("chicken", 0, ["env.queries=observed"], tmp_path / "queries" / "hidden", ())
     assert ablations._same_run(other, tmp_path) is None  # a different config is never reused
+
+
+def test_the_reference_games_resolve_to_their_payoffs_memory_and_length(tmp_path):
+    cfg = ablations._cfg("hidden_queries_2x2", 0, ["env.queries=hidden"], tmp_path, ())
+    assert cfg.env.name == "matrix" and cfg.env.memory == "small" and cfg.env.episode_length == 5
+    assert cfg.env.payoffs == [[[4, 3], [2, 4]], [[3, 1], [1, 2]]]
+
+
+def test_q_reset_and_leader_reward_arms_differ_only_in_their_switch(tmp_path):
+    out = ablations.run_ablation(
+        "q-reset", ["battle_of_the_sexes"], [1], run_root=str(tmp_path), q_budget=50_000
+    )
+    reset, carried = out["rows"]
+    assert (reset["variant"], carried["variant"]) == ("reset", "carried")
+    assert reset["leader_value"] == 2.0 and carried["leader_value"] == 1.0  # the reference's direction
+    saved = json.loads(
+        (tmp_path / "q-reset" / "carried" / "battle_of_the_sexes_s1" / "oracle_result.json").read_text()
+    )
+    assert saved["reset"] is False and saved["block_episodes"] == 10
+    assert out["notes"].startswith("Outcome: carried ended below reset on 1 of 1 (game, seed) runs")
+    on = ablations.ABLATIONS["leader-reward-during-adaptation"]["variants"]["on"]
+    off = ablations.ABLATIONS["leader-reward-during-adaptation"]["variants"]["off"]
+    assert {k for k in on if on[k] != off[k]} == {"leader_reward_during_adaptation"}
+
+
+def test_es_leader_variants_run_the_es_leader(tmp_path, monkeypatch):
+    import stackrl.experiments.es_leader as es_leader
+    import torch
+
+    class CopiesTheAnswer(torch.nn.Module):
+        """Stands in for the pretrained follower (pretraining takes a minute): plays the answer to
+        the start state, a best response in battle of the sexes."""
+
+        def forward(self, obs, context):
+            return torch.nn.functional.one_hot(context[:, 0], 2).float(), torch.zeros(obs.shape[0])
+
+    asked = []
+    monkeypatch.setattr(
+        es_leader, "pretrained_follower", lambda g, s, d: asked.append(d) or CopiesTheAnswer()
+    )
+    out = ablations.run_ablation(
+        "es-leader", ["battle_of_the_sexes"], [0], run_root=str(tmp_path), es_budget=3_000
+    )
+    # one follower per game and seed, shared by the hidden and observed contextual variants
+    assert asked == [tmp_path / "es-leader" / "follower" / "battle_of_the_sexes_s0"] * 2
+    rows = {r["variant"]: r for r in out["rows"]}
+    assert rows["hidden,contextual"]["leader_value"] == 2.0
+    assert rows["hidden,exact"]["leader_value"] == 2.0 and rows["hidden,exact"]["env_steps_total"] <= 3_000
+    assert "leader_value_vs_best_response" in rows["observed,exact"]
+
+
+def test_finding_counts_outcomes_from_the_rows():
+    rows = [
+        {"game": "g", "seed": 0, "variant": "reset", "leader_value": 2.0, "gap": 0.0},
+        {"game": "g", "seed": 0, "variant": "carried", "leader_value": 1.0, "gap": 1.0},
+        {"game": "g", "seed": 1, "variant": "reset", "leader_value": 2.0, "gap": 0.0},
+        {"game": "g", "seed": 1, "variant": "carried", "leader_value": 3.0, "gap": -1.0},
+    ]
+    text = ablations.finding("q-reset", rows)
+    assert "carried ended below reset on 1 of 2 (game, seed) runs, equal on 0, above on 1" in text
+    assert "carried: 0/2 at the exact value, 1 below, 1 above" in text

@@ -37,3 +37,27 @@ def test_result_counts_every_follower_step_and_its_history_is_consistent():
 def test_unknown_oracle_is_rejected():
     with pytest.raises(ValueError, match="oracle must be"):
         run_oracle_leader("chicken", "random", budget=100)
+
+
+def test_carrying_the_q_table_can_trap_the_leader_in_the_followers_equilibrium():
+    """The reference's finding on battle of the sexes: a follower whose Q-table is carried over from
+    earlier leaders still plays its favourite when the leader tries to switch, so the leader stays at
+    the follower's equilibrium (1); resetting the follower lets it find its own (2). Seed 1 starts
+    from logits that lean to the follower's equilibrium."""
+    kw = {"block_episodes": 10, "alpha": 0.1, "explore": (1.0, 1.0), "init_scale": 1.0}
+    reset = run_oracle_leader("battle_of_the_sexes", "q_learning", 50_000, 1, reset=True, **kw)
+    carried = run_oracle_leader("battle_of_the_sexes", "q_learning", 50_000, 1, reset=False, **kw)
+    assert reset["leader_value"] == reset["exact_value"] == 2.0
+    assert carried["leader_value"] == 1.0
+    assert (reset["reset"], carried["reset"]) == (True, False)
+
+
+def test_paying_the_leader_while_the_follower_adapts_moves_it_off_the_equilibrium():
+    """Prisoners' dilemma: paid during the follower's learning episodes, the leader is rewarded for
+    what a still-exploring follower gives, and ends at mutual defection (20) instead of near 31."""
+    kw = {"block_episodes": 10, "alpha": 0.1, "explore": (1.0, 1.0), "init_scale": 1.0}
+    off = run_oracle_leader("prisoners_dilemma", "q_learning", 200_000, 0, **kw)
+    on = run_oracle_leader(
+        "prisoners_dilemma", "q_learning", 200_000, 0, leader_reward_during_adaptation=True, **kw
+    )
+    assert on["leader_value"] <= 20.0 < off["leader_value"]

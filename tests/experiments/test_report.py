@@ -295,7 +295,7 @@ def test_oracle_ablation_then_report(tmp_path, monkeypatch):
     from stackrl.experiments import ablations
 
     spec = dict(ablations.ABLATIONS["oracle"])
-    spec["variants"] = {"q_learning": None, "exact": None}
+    spec["variants"] = {k: v for k, v in spec["variants"].items() if k in ("q_learning", "exact")}
     monkeypatch.setitem(ablations.ABLATIONS, "oracle", spec)
     res = ablations.run_ablation(
         "oracle", ["chicken"], [0], str(tmp_path / "abl"), q_budget=60_000, q_block_episodes=20
@@ -336,3 +336,24 @@ def test_user_bimatrices_are_told_apart_by_run_name(tmp_path):
     collections, _, _ = discover([tmp_path])
     rows = {s["game"]: s["exact_value"] for s in summarise_runs(collections["bench_matrix"])}
     assert rows == {"matrix (user0)": 35.0, "matrix (user1)": 22.0}
+
+
+def test_ablation_table_shows_value_against_best_response_and_regret_when_rows_have_them(tmp_path):
+    from stackrl.experiments.report import ablation_section
+
+    rows = [
+        {"game": "g", "variant": v, "seed": 0, "exact_value": 31.0, "leader_value": val, "gap": 31.0 - val}
+        for v, val in (("hidden", 31.0), ("observed", 40.0))
+    ]
+    rows[1]["leader_value_vs_best_response"] = 20.0
+    rows[0]["follower_regret"] = 0.0
+    ab = {
+        "ablation": "x",
+        "command": "c",
+        "_dir": str(tmp_path),
+        "variants": ["hidden", "observed"],
+        "rows": rows,
+    }
+    text = ablation_section(ab)
+    assert "observed: value vs BR (median)" in text and "hidden: follower regret (max)" in text
+    assert "| g | 31 | 31 | 31 | 0 | – | 0 | 40 | 40 | -9 | 20 | – |" in text
