@@ -372,6 +372,11 @@ def bench_matrix(random_games: int, serial: bool, methods: str | None, **options
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing run of the same name (default: refuse).")
 @_log_interval_option
+@click.option(
+    "--stay-up",
+    is_flag=True,
+    help="After the run ends, stay up idle until SIGTERM (a Kubernetes StatefulSet restarts a pod that exits).",
+)
 @_allow_factory_option
 def learner(
     experiment: str,
@@ -388,6 +393,7 @@ def learner(
     resume: bool,
     overwrite: bool,
     log_interval: float,
+    stay_up: bool,
     allow_factories: tuple[str, ...],
 ) -> None:
     """Serve EXPERIMENT's learner over gRPC until its schedule ends; actors join with `stackrl actor`.
@@ -440,6 +446,13 @@ def learner(
     if result is None:
         _fail("the learner stopped before the schedule ended")
     click.echo(json.dumps({k: result.get(k) for k in ("leader_value", "exact_value", "gap", "env_steps")}))
+    if stay_up:
+        import signal
+
+        click.echo("run finished; staying up until SIGTERM (--stay-up)", err=True)
+        stop = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
 
 
 @main.command()
@@ -565,6 +578,23 @@ def bench_atari(
         _fail(str(e))
 
 
+@bench.command("hostile")
+@click.option("--messages", type=int, default=1000, show_default=True, help="Hostile calls to make.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the hostile call generator.")
+@click.option("--json", "json_path", default=None, help="Write the figures to this JSON file.")
+def bench_hostile(messages: int, seed: int, json_path: str | None) -> None:
+    """A learner process (with a token) under N hostile calls, then a real actor trains it to the exact
+    value: tried / rejected / accepted / crashes / hangs / peak RSS growth / NaN weights. Exits 1 if
+    any of issue 13's bounds fails (0 crashes, hangs, NaN weights; RSS growth <= 256 MB; exact value;
+    exit within 10 s)."""
+    from stackrl.experiments.bench_hostile import run_hostile_benchmark
+
+    if messages < 1:
+        _fail("--messages must be >= 1")
+    if not run_hostile_benchmark(messages, seed=seed, json_path=json_path).passed:
+        sys.exit(1)
+
+
 @main.command("eval")
 @click.argument("run_dir")
 @click.option("--episodes", type=int, default=8, show_default=True, help="Evaluation episodes per schedule.")
@@ -578,20 +608,85 @@ def bench_atari(
 @click.option("--max-steps", type=int, default=2500, show_default=True, help="Cut evaluation episodes here.")
 @click.option("--greedy", is_flag=True, help="Followers act greedily (default: sample their policies).")
 @click.option("--json", "json_path", default=None, help="Write the report to this JSON file.")
+@click.option(
+    "--search",
+    is_flag=True,
+    help="Also coordinate-search price schedules against the run's follower; report the learned leader's "
+    "revenue as a fraction of the best found.",
+)
+@click.option(
+    "--search-episodes", type=int, default=16, show_default=True, help="Episodes per schedule in --search."
+)
+@click.option("--restarts", type=int, default=2, show_default=True, help="Random restarts in --search.")
+@click.option(
+    "--search-regret-steps",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Train a scratch follower on the best searched schedule for this many agent steps (0: skip).",
+)
+@click.option(
+    "--video",
+    is_flag=True,
+    help="Also record the follower under the cheapest and dearest price and the learned schedule "
+    "(TensorBoard video in RUN/tb and a GIF).",
+)
+@click.option("--video-steps", type=int, default=300, show_default=True, help="Play steps per clip.")
+@click.option("--gif", default=None, help="Where to write the GIF (default: RUN/follower_prices.gif).")
+@click.option("--skip-report", is_flag=True, help="Only --search / --video, not the per-price report.")
 def eval_run(
-    run_dir: str, episodes: int, regret_steps: int, max_steps: int, greedy: bool, json_path: str | None
+    run_dir: str,
+    episodes: int,
+    regret_steps: int,
+    max_steps: int,
+    greedy: bool,
+    json_path: str | None,
+    search: bool,
+    search_episodes: int,
+    restarts: int,
+    search_regret_steps: int,
+    video: bool,
+    video_steps: int,
+    gif: str | None,
+    skip_report: bool,
 ) -> None:
-    """Evaluate an Atari pricing run: per-price fire rates, leader vs constant prices, follower regret."""
+    """Evaluate an Atari pricing run: per-price fire rates, leader vs constant prices, follower regret;
+    optionally a schedule search (--search) and clips of the follower (--video)."""
     from stackrl.experiments.atari_eval import format_report, run_eval
     from stackrl.learner.checkpoint import CheckpointError
 
+    report: dict = {}
     try:
-        report = run_eval(
-            run_dir, episodes=episodes, regret_steps=regret_steps, max_episode_steps=max_steps, greedy=greedy
-        )
+        if not skip_report:
+            report = run_eval(
+                run_dir,
+                episodes=episodes,
+                regret_steps=regret_steps,
+                max_episode_steps=max_steps,
+                greedy=greedy,
+            )
+            click.echo(format_report(report))
+        if search:
+            from stackrl.experiments.atari_search import format_search, run_search
+
+            report["search"] = run_search(
+                run_dir,
+                episodes=search_episodes,
+                max_episode_steps=max_steps,
+                greedy=greedy,
+                random_restarts=restarts,
+                regret_steps=search_regret_steps,
+            )
+            click.echo(format_search(report["search"]))
+        if video:
+            from stackrl.experiments.atari_video import run_video
+
+            report["video"] = run_video(run_dir, steps=video_steps, gif=gif)
+            click.echo(f"clips: TensorBoard {report['video']['tensorboard']}, GIF {report['video']['gif']}")
+            for name, clip in report["video"]["clips"].items():
+                click.echo(f"  {name}: {clip['frames']} frames, fire rate {clip['fire_rate']:.3f}")
     except (CheckpointError, ConfigError, ValueError) as e:
         _fail(str(e))
-    click.echo(format_report(report))
     if json_path:
         with open(json_path, "w") as f:
             json.dump(report, f, indent=2)
@@ -637,7 +732,12 @@ def divergence(game: str, budget: int, seeds: str, out: str) -> None:
 
 
 @main.command("ablation")
-@click.argument("name", type=click.Choice(["queries", "invariance", "oracle"]))
+@click.argument(
+    "name",
+    type=click.Choice(
+        ["queries", "invariance", "oracle", "es-leader", "q-reset", "leader-reward-during-adaptation"]
+    ),
+)
 @click.option(
     "--games", default="prisoners_dilemma,chicken,deadlock", show_default=True, help="Comma-separated games."
 )

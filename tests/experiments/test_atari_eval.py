@@ -78,3 +78,48 @@ def test_eval_cli(tiny_run, tmp_path):
     assert "leader revenue" in res.output
     report = json.loads(out.read_text())
     assert len(report["per_price"]) == len(tiny_run.env.prices) and "follower_regret" not in report
+
+
+def test_search_reports_the_best_schedule_with_standard_errors(tiny_run):
+    from stackrl.experiments.atari_search import format_search, run_search
+
+    r = run_search(tiny_run.run_dir, episodes=2, max_episode_steps=10, random_restarts=0)
+    prices = tiny_run.env.prices
+    assert len(r["best_schedule"]) == len(tiny_run.env.phase_edges) and set(r["best_schedule"]) <= set(prices)
+    # the search started from every constant schedule and the learned one, so it is at least as good
+    assert (
+        r["best_revenue"] >= r["best_constant_revenue"] and r["best_revenue"] >= r["learned_schedule_revenue"]
+    )
+    assert len(r["restarts"]) == len(prices) + 1
+    assert math.isfinite(r["best_revenue_se"]) and r["best_revenue_se"] >= 0
+    if r["best_revenue"] > 0:
+        assert r["leader_fraction_of_best"] == pytest.approx(r["leader_revenue"] / r["best_revenue"])
+    assert "of the best schedule" in format_search(r)
+
+
+def test_video_writes_a_gif_and_a_tensorboard_video(tiny_run, tmp_path):
+    from PIL import Image
+    from stackrl.experiments.atari_video import frame_ms, run_video
+
+    out = run_video(tiny_run.run_dir, steps=6, gif=tmp_path / "clip.gif")
+    assert set(out["clips"]) == {"price 0", "price 1", "learned schedule"}
+    for clip in out["clips"].values():
+        assert clip["frames"] == 6 and 0.0 <= clip["fire_rate"] <= 1.0
+    gif = Image.open(out["gif"])
+    assert gif.width == 3 * 84 * 2  # three clips side by side, each frame enlarged twice
+    # Pillow merges identical consecutive frames into one longer one: the playing time is what counts
+    total = 0
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        total += gif.info["duration"]
+    assert total == 6 * frame_ms(15)
+    events = list((tiny_run.run_dir / "tb").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for e in events:
+        acc = EventAccumulator(str(e))
+        acc.Reload()
+        tags |= set(acc.Tags()["images"])
+    assert {"video/price_0", "video/price_1", "video/learned_schedule"} <= tags
