@@ -380,11 +380,13 @@ def serve_learner(
         Preempted: stopped by SIGTERM or SIGUSR1 after writing a checkpoint.
     """
     server = LearnerServer(cfg, run_dir, token=token, resume=resume)
-    try:
-        server.start()
-    except BaseException:
-        server.close(grace_s=0)
-        raise
-    if on_bound is not None:
-        on_bound(server.address)
-    return server.run(progress, log_every_s=log_every_s)
+    # From here on a SIGTERM is a preemption, even one that arrives before `run()` starts its loop.
+    with stop_on_signals(server.preempt):
+        try:
+            server.start()
+        except BaseException:
+            server.close(grace_s=0)
+            raise
+        if on_bound is not None:
+            on_bound(server.address)
+        return server.run(progress, log_every_s=log_every_s)
