@@ -242,6 +242,14 @@ def print_tables(rows: list[dict], summary: list[dict]) -> None:
         "and the ratio over those seeds only. 'amortised': the same seeds, meta counted from the end of "
         "its follower pretraining (leader-independent, paid once per game)."
     )
+    checks = [r["equilibrium_check"] for r in rows if r.get("equilibrium_check")]
+    if checks:
+        agree = sum(bool(c["agrees_with_best_response"]) for c in checks)
+        click.echo(
+            f"equilibrium check: the fresh follower trained against each final leader found the exact best "
+            f"response on {agree}/{len(checks)} runs; follower regret (fresh - run's follower) max "
+            f"{_fmt(max(c['follower_regret'] for c in checks))}, min {_fmt(min(c['follower_regret'] for c in checks))}"
+        )
 
 
 def record_command(run_root: str, command: str) -> None:
@@ -347,6 +355,7 @@ def run_matrix_benchmark(bench: MatrixBench) -> dict:
                             "gap": res["gap"],
                             "leader_value_vs_best_response": res.get("leader_value_vs_best_response"),
                             "follower_check": res.get("follower_check"),
+                            "equilibrium_check": res.get("equilibrium_check"),
                             "leader_answers": res["leader_answers"],
                             # With restarts the history jumps between restarts; the reported leader
                             # is final from the end of the restart that found it.

@@ -193,9 +193,21 @@ def summarise_runs(runs: list[dict]) -> list[dict]:
                 ],
                 "must_learn_per_seed": [r["must_learn"] for r in rs],
                 "wall_seconds": statistics.median(r["wall_seconds"] for r in rs),
+                # The post-training equilibrium check (learner/equilibrium_check.py), where recorded.
+                "checked": [r["equilibrium_check"] for r in rs if r.get("equilibrium_check")],
             }
         )
     return out
+
+
+def equilibrium_cell(checks: list[dict], seeds: int) -> str:
+    """'a/n' runs whose fresh follower found the exact best response, with the largest follower
+    regret; '–' for runs written before the check existed."""
+    if not checks:
+        return "–"
+    agree = sum(bool(c["agrees_with_best_response"]) for c in checks)
+    worst = max(c["follower_regret"] for c in checks)
+    return f"{agree}/{seeds} (regret max {_fmt(worst)})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,6 +365,8 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
                 "achieved (median)",
                 "per seed",
                 "gap (median)",
+                "spread (min–max)",
+                "fresh follower = exact BR",
                 "env steps",
                 "steps to final",
                 "steps to exact (median)",
@@ -369,6 +383,8 @@ def main_section(name: str, runs: list[dict], out: Path, fig_dir: Path) -> str:
                     s["median_value"],
                     " / ".join(_fmt(v) for v in s["values"]),
                     s["median_gap"],
+                    f"{_fmt(min(s['values']))}–{_fmt(max(s['values']))}",
+                    equilibrium_cell(s["checked"], len(s["seeds"])),
                     s["env_steps"],
                     s["steps_to_final"],
                     s["steps_to_exact"],

@@ -357,3 +357,14 @@ def test_ablation_table_shows_value_against_best_response_and_regret_when_rows_h
     text = ablation_section(ab)
     assert "observed: value vs BR (median)" in text and "hidden: follower regret (max)" in text
     assert "| g | 31 | 31 | 31 | 0 | – | 0 | 40 | 40 | -9 | 20 | – |" in text
+
+
+def test_equilibrium_cell_counts_agreement_and_the_worst_regret():
+    from stackrl.experiments.report import equilibrium_cell
+
+    checks = [
+        {"agrees_with_best_response": True, "follower_regret": 0.0},
+        {"agrees_with_best_response": False, "follower_regret": 3.0},
+    ]
+    assert equilibrium_cell(checks, 2) == "1/2 (regret max 3)"
+    assert equilibrium_cell([], 3) == "–"  # runs from before the check
