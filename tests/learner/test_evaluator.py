@@ -72,3 +72,28 @@ def test_no_exact_fields_without_a_solver():
     assert "follower_check" not in ev.exact_fields({}, ev_res)
     assert "equilibrium_check" not in ev.exact_fields({}, ev_res)
     ev.close()
+
+
+class AnswersZeroPlaysOne(torch.nn.Module):
+    """A leader that tells query steps (flagged observations s + 5) from play: it answers 0, plays 1."""
+
+    def forward(self, obs, context=None):
+        logits = torch.zeros(obs.shape[0], 2)
+        logits[obs >= 5, 0] = 1.0
+        logits[obs < 5, 1] = 1.0
+        return logits, torch.zeros(obs.shape[0])
+
+
+def test_the_equilibrium_check_trains_against_what_an_uncommitted_leader_plays():
+    cfg = ExperimentConfig.from_dict(
+        {"env": {"name": "prisoners_dilemma", "num_games": 2, "queries": "observed", "commit": False}}
+    )
+    ev = Evaluator(cfg, torch.device("cpu"))
+    nets = {LEADER: AnswersZeroPlaysOne(), follower_role(0): Constant(0)}
+    res = ev.play(nets)
+    assert res.leader_answers == [0, 0, 0, 0, 0]
+    check = ev.exact_fields(nets, res)["equilibrium_check"]
+    # it answers "always cooperate" but plays "always defect": the fresh follower meets the defector
+    assert check["leader_play_table"] == [1, 1, 1, 1, 1] and check["fresh_follower_value"] == 20.0
+    assert check["contextual_follower_value"] == 10.0 and check["follower_regret"] == 10.0
+    ev.close()
