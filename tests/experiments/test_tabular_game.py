@@ -41,3 +41,11 @@ def test_softmax_rows_are_distributions_and_shift_invariant():
     assert np.allclose(p.sum(axis=-1), 1) and np.isfinite(p).all()
     assert np.allclose(p[0], [0.5, 0.5]) and p[1, 0] == pytest.approx(1.0)
     assert np.allclose(softmax(logits + 7.0), p)
+
+
+def test_the_reference_games_carry_their_memory_and_length():
+    g = TabularGame("hidden_queries_2x2")
+    assert (g.memory, g.length, g.s, g.s_f) == ("small", 5, 3, 3)
+    assert g.exact == solve([[[4, 3], [2, 4]], [[3, 1], [1, 2]]], 5, "small").value == 20.0
+    assert np.array_equal(g.f_index(g.fp), np.arange(len(g.fp)))
+    assert TabularGame("battle_of_the_sexes_out_of_eq").exact == 2.0
