@@ -595,6 +595,23 @@ def bench_hostile(messages: int, seed: int, json_path: str | None) -> None:
         sys.exit(1)
 
 
+@bench.command("hostile")
+@click.option("--messages", type=int, default=1000, show_default=True, help="Hostile calls to make.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the hostile call generator.")
+@click.option("--json", "json_path", default=None, help="Write the figures to this JSON file.")
+def bench_hostile(messages: int, seed: int, json_path: str | None) -> None:
+    """A learner process (with a token) under N hostile calls, then a real actor trains it to the exact
+    value: tried / rejected / accepted / crashes / hangs / peak RSS growth / NaN weights. Exits 1 if
+    any of issue 13's bounds fails (0 crashes, hangs, NaN weights; RSS growth <= 256 MB; exact value;
+    exit within 10 s)."""
+    from stackrl.experiments.bench_hostile import run_hostile_benchmark
+
+    if messages < 1:
+        _fail("--messages must be >= 1")
+    if not run_hostile_benchmark(messages, seed=seed, json_path=json_path).passed:
+        sys.exit(1)
+
+
 @main.command("eval")
 @click.argument("run_dir")
 @click.option("--episodes", type=int, default=8, show_default=True, help="Evaluation episodes per schedule.")
