@@ -111,6 +111,16 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, cfg: Experim
     return start
 
 
+def _bar_safe_logs(progress: bool) -> Any:
+    """With a progress bar, log lines (the learner's, and the actors' that runners/child_logs.py
+    forwards) go through tqdm, which clears the bar, prints the line and redraws the bar."""
+    import contextlib
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm() if progress else contextlib.nullcontext()
+
+
 def _stopped(e: Exception, resume_command: str) -> NoReturn:
     """A run preempted by SIGTERM/SIGUSR1 (`learner.preemption.Preempted`): say where its checkpoint
     is and how to continue, and exit 128 + the signal, as a shell reports a process the signal ended."""
@@ -123,6 +133,7 @@ def _stopped(e: Exception, resume_command: str) -> NoReturn:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stackrl", prog_name="stackrl", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """stackrl: Stackelberg equilibria with multi-agent RL on a distributed actor-learner."""
@@ -274,20 +285,21 @@ def train(
     from stackrl.learner.preemption import Preempted
 
     try:
-        if serial:
-            from stackrl.runners.serial import run_serial
+        with _bar_safe_logs(not no_progress):
+            if serial:
+                from stackrl.runners.serial import run_serial
 
-            result = run_serial(cfg, run_dir, progress=not no_progress, log_every_s=log_interval)
-        else:
-            from stackrl.learner.checkpoint import CheckpointError
-            from stackrl.runners.launch import LaunchError, run_local
+                result = run_serial(cfg, run_dir, progress=not no_progress, log_every_s=log_interval)
+            else:
+                from stackrl.learner.checkpoint import CheckpointError
+                from stackrl.runners.launch import LaunchError, run_local
 
-            try:
-                result = run_local(
-                    cfg, run_dir, not no_progress, resume=resume_dir is not None, log_every_s=log_interval
-                )
-            except (LaunchError, CheckpointError) as e:
-                _fail(str(e))
+                try:
+                    result = run_local(
+                        cfg, run_dir, not no_progress, resume=resume_dir is not None, log_every_s=log_interval
+                    )
+                except (LaunchError, CheckpointError) as e:
+                    _fail(str(e))
     except Preempted as e:
         _stopped(e, f"stackrl train --resume {run_dir}")
     summary = {
@@ -430,15 +442,16 @@ def learner(
         clear(cfg.run_dir)
     click.echo(f"run directory: {cfg.run_dir}", err=True)
     try:
-        result = serve_learner(
-            cfg,
-            cfg.run_dir,
-            progress=not no_progress,
-            token=token,
-            on_bound=lambda address: click.echo(f"learner listening on {address}"),
-            resume=start is Start.RESUME,
-            log_every_s=log_interval,
-        )
+        with _bar_safe_logs(not no_progress):
+            result = serve_learner(
+                cfg,
+                cfg.run_dir,
+                progress=not no_progress,
+                token=token,
+                on_bound=lambda address: click.echo(f"learner listening on {address}"),
+                resume=start is Start.RESUME,
+                log_every_s=log_interval,
+            )
     except (ServiceConfigError, OSError, CheckpointError) as e:
         _fail(str(e))
     except Preempted as e:
@@ -922,6 +935,26 @@ def slurm_submit(
         json.dumps({"learner_job": sub.learner_job, "actor_job": sub.actor_job, "run_dir": str(sub.run_dir)})
     )
     click.echo(f"learner log: {sub.rendezvous}/learner.log", err=True)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Experiment configurations."""
+
+
+@config_group.command("show")
+@click.argument("experiment")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--method", type=click.Choice(["meta", "inner_outer"]), default=None, help="For a game name.")
+@click.option("--set", "overrides", multiple=True, help="Override a config key: --set learner.lr_leader=0.01")
+def config_show(experiment: str, seed: int | None, method: str | None, overrides: tuple[str, ...]) -> None:
+    """Print EXPERIMENT's resolved configuration as YAML: preset, overrides and every default, exactly
+    what `stackrl train` would run (and write to config.yaml)."""
+    try:
+        cfg = _build_config(experiment, None, seed, method, None, None, overrides)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    click.echo(cfg.to_yaml(redact_secrets=True), nl=False)
 
 
 @main.command("probe-hash")

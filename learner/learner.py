@@ -9,6 +9,7 @@ they arrive (in-process queue or gRPC) is not its concern.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from stackrl.learner.evaluation import EvalResult
 from stackrl.learner.evaluator import Evaluator, steps_to_final
 from stackrl.learner.inner_outer import InnerOuterLoop
 from stackrl.learner.leader_restarts import BestLeader
-from stackrl.learner.metrics import Metrics
+from stackrl.learner.metrics import Metrics, flat_hparams
 from stackrl.learner.models import PolicyNet
 from stackrl.learner.run_record import RunRecord
 from stackrl.learner.schedule import Schedule
@@ -327,6 +328,15 @@ class Learner:
             tmp = self.run_dir / "result.json.tmp"
             tmp.write_text(json.dumps(out, indent=2))
             tmp.replace(self.run_dir / "result.json")
+            final = {
+                "hparam/leader_value": float(out["leader_value"]),
+                "hparam/env_steps": float(self.env_steps),
+            }
+            if out.get("gap") is not None:
+                final["hparam/optimality_gap"] = float(out["gap"])
+            config = dataclasses.asdict(self.cfg)
+            config["server"].pop("token", None)  # never a secret in the event files
+            self.metrics.hparams(flat_hparams(config), final)
         self.metrics.flush()
         return out
 

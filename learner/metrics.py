@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+HParam = float | str | bool
 
 
 class Metrics:
@@ -27,7 +30,9 @@ class Metrics:
         if self._writer is not None:
             self._writer.add_text(tag, text)
 
-    def hparams(self, flat: dict[str, float | str | bool], metrics: dict[str, float]) -> None:
+    def hparams(self, flat: dict[str, HParam], metrics: dict[str, float]) -> None:
+        """The run's configuration and its final metrics in TensorBoard's HParams tab (one row per
+        run, so runs of a sweep compare side by side)."""
         if self._writer is not None:
             self._writer.add_hparams(flat, metrics, run_name=".")
 
@@ -39,3 +44,18 @@ class Metrics:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def flat_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, HParam]:
+    """A nested config dict as `section.key -> value`, with values the HParams plugin accepts
+    (numbers, strings, booleans; lists and None as their text)."""
+    out: dict[str, HParam] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, name + "."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out

@@ -19,10 +19,12 @@ import time
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from stackrl.config import ExperimentConfig
 from stackrl.learner.preemption import Preempted
 from stackrl.learner.service import LearnerServer
+from stackrl.runners.child_logs import forwarded_logs, log_to_queue
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,20 @@ CRASH_EXIT_CODE = 3
 REFUSED_EXIT_CODE = 1  # run_actor_process: the learner refused the actor or was unreachable
 
 
-def actor_child(address: str, token: str | None, connect_deadline_s: float, verbose: bool = False) -> None:
-    """Entry point of a spawned actor process; exits with the actor's exit code."""
+def actor_child(
+    address: str, token: str | None, connect_deadline_s: float, verbose: bool = False, log_queue: Any = None
+) -> None:
+    """Entry point of a spawned actor process; exits with the actor's exit code. With `log_queue`
+    (runners/child_logs.py) its log records go to the launcher, which prints them."""
     from stackrl.actors.main import run_actor_process
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if verbose else logging.INFO
+    if log_queue is not None:
+        log_to_queue(log_queue, level)
+    else:
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+        )
     _die_with_parent()
     try:
         code = run_actor_process(address, token, connect_deadline_s=connect_deadline_s)
@@ -63,17 +71,20 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
-def _actor_process(address: str, token: str | None, connect_deadline_s: float, name: str) -> BaseProcess:
+def _actor_process(
+    address: str, token: str | None, connect_deadline_s: float, name: str, log_queue: Any = None
+) -> BaseProcess:
     ctx = mp.get_context("spawn")
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
-    return ctx.Process(
-        target=actor_child, args=(address, token, connect_deadline_s, verbose), name=name, daemon=False
-    )
+    args = (address, token, connect_deadline_s, verbose, log_queue)
+    return ctx.Process(target=actor_child, args=args, name=name, daemon=False)
 
 
-def start_actors(address: str, token: str | None, n: int, connect_deadline_s: float) -> list[BaseProcess]:
+def start_actors(
+    address: str, token: str | None, n: int, connect_deadline_s: float, log_queue: Any = None
+) -> list[BaseProcess]:
     """Spawn `n` actor processes pointed at `address` (spawn: no forked torch or gRPC state)."""
-    procs = [_actor_process(address, token, connect_deadline_s, f"actor-{i}") for i in range(n)]
+    procs = [_actor_process(address, token, connect_deadline_s, f"actor-{i}", log_queue) for i in range(n)]
     for p in procs:
         p.start()
     return procs
@@ -95,10 +106,12 @@ class ActorSupervisor:
         max_restarts: int = 5,
         base_delay_s: float = 0.5,
         max_delay_s: float = 30.0,
+        log_queue: Any = None,
     ):
         self.address, self.token, self.connect_deadline_s = address, token, connect_deadline_s
+        self.log_queue = log_queue
         self.max_restarts, self.base_delay_s, self.max_delay_s = max_restarts, base_delay_s, max_delay_s
-        self.procs: list[BaseProcess] = start_actors(address, token, n, connect_deadline_s)
+        self.procs: list[BaseProcess] = start_actors(address, token, n, connect_deadline_s, log_queue)
         self.restarts = [0] * n
         self.restart_log: list[dict] = []
         self._due: dict[int, float] = {}  # slot -> monotonic time of its scheduled restart
@@ -127,7 +140,9 @@ class ActorSupervisor:
             elif now >= self._due[i]:
                 del self._due[i]
                 p.join(0)
-                new = _actor_process(self.address, self.token, self.connect_deadline_s, f"actor-{i}")
+                new = _actor_process(
+                    self.address, self.token, self.connect_deadline_s, f"actor-{i}", self.log_queue
+                )
                 new.start()
                 self.restarts[i] += 1
                 self.restart_log.append(
@@ -230,12 +245,14 @@ def run_local(
     token = cfg.server.token or secrets.token_urlsafe(24)
     server = LearnerServer(cfg, run_dir, token=token, resume=resume)
     sup: ActorSupervisor | None = None
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), forwarded_logs(mp.get_context("spawn")) as log_queue:
         try:
             port = server.start()
             host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            sup = ActorSupervisor(address, token, cfg.actor.num_actors, cfg.actor.connect_deadline_s)
+            sup = ActorSupervisor(
+                address, token, cfg.actor.num_actors, cfg.actor.connect_deadline_s, log_queue=log_queue
+            )
             result = server.run(progress, on_tick=sup.check, log_every_s=log_every_s)
             if result is None:
                 raise LaunchError("the learner stopped before the schedule ended")
