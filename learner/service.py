@@ -63,6 +63,7 @@ class LearnerServer:
         run_dir: Path | None = None,
         token: str | None = None,
         resume: bool = False,
+        own_actors: bool = False,
     ):
         """Args:
         cfg: the run; `cfg.server` says where to listen (port 0 picks a free one).
@@ -70,6 +71,8 @@ class LearnerServer:
         token: shared secret required on every call; defaults to `cfg.server.token`.
         resume: continue the run from `run_dir/checkpoint.pt` (raises `CheckpointError` if it is
             missing, corrupt or does not match `cfg`).
+        own_actors: the actors are this process's children and end with it (the local launcher):
+            preempted, it still tells them the run is over, so they exit 0 instead of retrying.
         """
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -107,8 +110,9 @@ class LearnerServer:
             self.queue,
             self.publisher,
             status=self.status,
-            # A preempted learner closes without ending the run: waiting pushes must not say it ended.
-            closing=lambda: self.closing and self.stopped_by is None,
+            # A preempted learner closes without ending the run (unless its actors are its own
+            # children): waiting pushes must not say it ended.
+            closing=lambda: self.closing and (self.stopped_by is None or self.own_actors),
             rejected=self.learner.rejected,
             limits=Limits(
                 weight_streams=cfg.server.max_weight_streams,
@@ -122,6 +126,7 @@ class LearnerServer:
         self._server: grpc.Server | None = None
         self._stop = threading.Event()
         self.stopped_by: int | None = None  # the signal that preempted the run, if one did
+        self.own_actors = own_actors
         self._lag = float("nan")  # mean policy lag over the last logging window
         self._status = codec.LearnerStatus()
         self._update_status()
@@ -236,7 +241,7 @@ class LearnerServer:
             return result
         finally:
             bar.close()
-            self.close(end_run=self.stopped_by is None)
+            self.close(end_run=self.stopped_by is None or self.own_actors)
 
     def _consume(self, unroll: Unroll) -> None:
         learner, st = self.learner, self.stats

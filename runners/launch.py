@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from stackrl.config import ExperimentConfig
-from stackrl.learner.preemption import Preempted
 from stackrl.learner.service import LearnerServer
 from stackrl.runners.child_logs import forwarded_logs, log_to_queue
 
@@ -243,7 +242,7 @@ def run_local(
     """
     # Without a configured token, a fresh one keeps other local users out; it is never written down.
     token = cfg.server.token or secrets.token_urlsafe(24)
-    server = LearnerServer(cfg, run_dir, token=token, resume=resume)
+    server = LearnerServer(cfg, run_dir, token=token, resume=resume, own_actors=True)
     sup: ActorSupervisor | None = None
     with sigterm_as_interrupt(), forwarded_logs(mp.get_context("spawn")) as log_queue:
         try:
@@ -268,10 +267,6 @@ def run_local(
             if run_dir is not None:
                 (Path(run_dir) / "transport.json").write_text(json.dumps(result["transport"], indent=2))
             return result
-        except Preempted:
-            if sup is not None:  # the checkpoint is written: no reason to wait for them
-                stop_actors(sup.procs, timeout_s=0.0)
-            raise
         finally:
             server.close()
             if sup is not None:
