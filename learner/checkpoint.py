@@ -1,7 +1,14 @@
-"""Checkpoints: written atomically (temp file + rename), read back without unpickling code objects."""
+"""Checkpoints: written atomically (temp file + fsync + rename), read back without unpickling code objects.
+
+A reader sees the previous checkpoint or the new one, whole, whatever stops the writer: the state is
+written to a temporary file in the same directory, flushed to disk, renamed over the checkpoint
+(atomic on POSIX), and the directory entry is flushed too. A writer killed mid-write (SIGKILL after
+the grace period) leaves only its temporary file, which the next save removes.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -15,10 +22,24 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated or not a stackrl checkpoint."""
 
 
+def _temporaries(path: Path) -> list[Path]:
+    return list(path.parent.glob(f"{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files that writers of `path` killed mid-write left behind; returns them.
+    Only one process writes a run's checkpoint at a time, so any such file is abandoned."""
+    stale = _temporaries(Path(path))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` (tensors, numbers, strings, lists and dicts only) to `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -26,10 +47,24 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a crash of the machine
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform or file system without directory handles: the rename is done anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -87,3 +87,43 @@ def test_a_pickled_object_is_refused_not_loaded(tmp_path):
     torch.save({**_state(1), "extra": NotWeights()}, path)
     with pytest.raises(CheckpointError, match="is corrupt or unreadable"):
         load_checkpoint(path)
+
+
+KILLED_WRITER = """
+import sys, time, torch
+from pathlib import Path
+from stackrl.learner import checkpoint
+
+real_save = torch.save
+def slow_save(obj, f):  # write half, tell the test, then hang: the test SIGKILLs us mid-write
+    real_save(obj, f)
+    f.flush()
+    f.truncate(f.tell() // 2)
+    print("writing", flush=True)
+    time.sleep(60)
+torch.save = slow_save
+checkpoint.save_checkpoint(Path(sys.argv[1]), {"format": "stackrl-checkpoint-v1", "w": torch.ones(1000)})
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_checkpoint_and_the_next_save_cleans_up(tmp_path):
+    """Issue 14: SIGKILL (after a grace period ran out) during a checkpoint write: the previous
+    checkpoint stays whole and loadable, and the abandoned temporary file is removed by the next save."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, _state(1))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    stale = [p for p in tmp_path.iterdir() if p.name != "checkpoint.pt"]
+    assert len(stale) == 1 and stale[0].name.endswith(".tmp")  # what the killed writer left
+    assert load_checkpoint(path)["versions"]["leader"] == 1  # the old checkpoint, whole
+    save_checkpoint(path, _state(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert load_checkpoint(path)["versions"]["leader"] == 2
