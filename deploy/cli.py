@@ -635,6 +635,14 @@ def bench_hostile(messages: int, seed: int, json_path: str | None) -> None:
     show_default=True,
     help="Agent-step budget of the from-scratch follower behind the regret (0: skip regret).",
 )
+@click.option(
+    "--regret-plateau",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Train scratch followers until their return stops improving, checked every N agent steps "
+    "(3 checks without a new best), the regret budget being the cap (0: train for the whole budget).",
+)
 @click.option("--max-steps", type=int, default=2500, show_default=True, help="Cut evaluation episodes here.")
 @click.option("--greedy", is_flag=True, help="Followers act greedily (default: sample their policies).")
 @click.option("--json", "json_path", default=None, help="Write the report to this JSON file.")
@@ -668,6 +676,7 @@ def eval_run(
     run_dir: str,
     episodes: int,
     regret_steps: int,
+    regret_plateau: int,
     max_steps: int,
     greedy: bool,
     json_path: str | None,
@@ -694,6 +703,7 @@ def eval_run(
                 regret_steps=regret_steps,
                 max_episode_steps=max_steps,
                 greedy=greedy,
+                plateau_every=regret_plateau,
             )
             click.echo(format_report(report))
         if search:
@@ -706,6 +716,7 @@ def eval_run(
                 greedy=greedy,
                 random_restarts=restarts,
                 regret_steps=search_regret_steps,
+                plateau_every=regret_plateau,
             )
             click.echo(format_search(report["search"]))
         if video:

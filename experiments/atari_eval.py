@@ -129,12 +129,32 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, dict]:
     return cfg, state
 
 
+@dataclasses.dataclass(frozen=True)
+class Plateau:
+    """Stop scratch training when its return stops improving: every `every` agent steps the
+    followers are evaluated (`evaluate(nets)` -> mean follower return); training stops once
+    `patience` evaluations in a row failed to beat the best by more than `min_delta`. The step
+    budget stays the cap: a run that still improves at the cap says so (`plateaued: false`), and
+    its regret is then a lower bound on how much better a dedicated learner could do."""
+
+    every: int
+    patience: int = 3
+    min_delta: float = 0.0
+
+
 def train_scratch_followers(
-    cfg: ExperimentConfig, table: np.ndarray, steps: int, max_episode_steps: int | None, seed: int = 777
+    cfg: ExperimentConfig,
+    table: np.ndarray,
+    steps: int,
+    max_episode_steps: int | None,
+    seed: int = 777,
+    plateau: Plateau | None = None,
+    evaluate: Any = None,
 ) -> tuple[dict[str, PolicyNet], dict]:
     """Fresh followers (no context) trained against the fixed schedule `table` for `steps` agent
-    steps, in-process (the same Actor and Learner classes as a serial run, one actor), with the
-    run's own learner settings and a single pretrain-like phase whose leader source is `table`."""
+    steps (the cap; with `plateau` and `evaluate`, until their return stops improving), in-process
+    (the same Actor and Learner classes as a serial run, one actor), with the run's own learner
+    settings and a single pretrain-like phase whose leader source is `table`."""
     from stackrl.actors.actor import Actor
     from stackrl.learner.learner import Learner
 
@@ -157,14 +177,30 @@ def train_scratch_followers(
 
     actor.apply(broadcast())
     t0 = time.time()
+    curve: list[tuple[int, float]] = []
+    best, since, plateaued = -np.inf, 0, False
+    next_eval = plateau.every if plateau is not None else None
     while not learner.done:
         if learner.process(actor.unroll()) and not learner.done:
             actor.apply(broadcast())
+        if next_eval is not None and plateau is not None and learner.env_steps >= next_eval:
+            next_eval += plateau.every
+            ret = float(evaluate({r: n for r, n in learner.nets.items()}))
+            curve.append((learner.env_steps, ret))
+            if ret > best + plateau.min_delta:
+                best, since = ret, 0
+            else:
+                since += 1
+                if since >= plateau.patience:
+                    plateaued = True
+                    break
     info = {
         "env_steps": learner.env_steps,
         "updates": {r: n for r, n in learner.updates.items()},
         "seconds": time.time() - t0,
     }
+    if plateau is not None:
+        info.update({"plateaued": plateaued, "curve": curve, "cap": steps, "every": plateau.every})
     nets = {r: n.cpu().eval() for r, n in learner.nets.items()}
     learner.close()
     actor.env.close()
@@ -178,8 +214,11 @@ def run_eval(
     max_episode_steps: int | None = None,
     seed: int = 4242,
     greedy: bool = False,
+    plateau_every: int = 0,
 ) -> dict:
-    """The whole report as a JSON-able dict (see the module docstring)."""
+    """The whole report as a JSON-able dict (see the module docstring). `plateau_every` > 0: the
+    scratch followers train until their return stops improving (checked every that many steps,
+    `Plateau`), with `regret_steps` as the cap."""
     cfg, state = load_run(Path(run_dir))
     # One thread, like the actors: on a loaded 2-core machine more threads only wait on each other.
     torch.set_num_threads(cfg.actor.threads)
@@ -232,7 +271,23 @@ def run_eval(
         "contextual_follower_return": contextual.follower_returns,
     }
     if regret_steps > 0:
-        scratch_nets, info = train_scratch_followers(cfg, schedule, regret_steps, max_episode_steps)
+        plateau = Plateau(plateau_every) if plateau_every > 0 else None
+
+        def scratch_return(fresh: dict[str, PolicyNet]) -> float:
+            r = rollout(
+                env,
+                {**fresh, LEADER: nets[LEADER]},
+                "table",
+                schedule,
+                follower_context=False,
+                seed=seed,
+                greedy=greedy,
+            )
+            return float(np.mean(r.follower_returns))
+
+        scratch_nets, info = train_scratch_followers(
+            cfg, schedule, regret_steps, max_episode_steps, plateau=plateau, evaluate=scratch_return
+        )
         scratch = rollout(
             env,
             {**scratch_nets, LEADER: nets[LEADER]},
@@ -282,7 +337,13 @@ def format_report(r: dict) -> str:
     if "follower_regret" in r:
         for i, f in enumerate(fs):
             lines.append(
-                f"follower regret {f}: scratch ({r['regret_steps']:,} steps) {r['scratch_follower_return'][i]:.1f} - "
+                f"follower regret {f}: scratch ({r['scratch_training']['env_steps']:,} steps"
+                + (
+                    f", {'plateaued' if r['scratch_training']['plateaued'] else 'still improving at the cap'}"
+                    if "plateaued" in r["scratch_training"]
+                    else ""
+                )
+                + f") {r['scratch_follower_return'][i]:.1f} - "
                 f"contextual {r['contextual_follower_return'][i]:.1f} = {r['follower_regret'][i]:+.1f}"
             )
     return "\n".join(lines)

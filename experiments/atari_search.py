@@ -10,8 +10,9 @@ against the same contextual follower the leader trained with, acting on the sche
 Every schedule is played for `episodes` episodes (one per game of a batched env, each to its first
 end or the step cap) with the same seed, so schedules are compared on common random numbers; the
 standard error over episodes is reported with every estimate. The learned leader is played the same
-way (`policy` source: query phase, then committed play). Optionally (`regret_steps`), a follower is
-trained from scratch on the best schedule found, to check that the contextual follower best-responds
+way (`policy` source: query phase, then committed play). Optionally (`regret_steps`, the cap; with
+`plateau_every`, until its return stops improving), a follower is trained from scratch on the best
+schedule found, to check that the contextual follower best-responds
 there too (a positive regret means the searched revenue rests on a follower error).
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec
-from stackrl.experiments.atari_eval import eval_env, load_run, rollout, train_scratch_followers
+from stackrl.experiments.atari_eval import Plateau, eval_env, load_run, rollout, train_scratch_followers
 from stackrl.experiments.schedule_search import Estimate, Schedule, coordinate_search
 from stackrl.learner.evaluation import greedy_answers, play_first_episodes
 from stackrl.learner.models import build_networks
@@ -53,6 +54,7 @@ def run_search(
     greedy: bool = False,
     random_restarts: int = 2,
     regret_steps: int = 0,
+    plateau_every: int = 0,
 ) -> dict[str, Any]:
     """The search report as a JSON-able dict (see the module docstring)."""
     cfg, state = load_run(Path(run_dir))
@@ -109,7 +111,17 @@ def run_search(
     }
     if regret_steps > 0:
         best = np.asarray(res.best, np.int64)
-        scratch_nets, info = train_scratch_followers(cfg, best, regret_steps, max_episode_steps)
+
+        def scratch_return(fresh: dict[str, Any]) -> float:
+            r = rollout(
+                env, {**fresh, LEADER: nets[LEADER]}, "table", best, follower_context=False, seed=seed
+            )
+            return float(np.mean(r.follower_returns))
+
+        plateau = Plateau(plateau_every) if plateau_every > 0 else None
+        scratch_nets, info = train_scratch_followers(
+            cfg, best, regret_steps, max_episode_steps, plateau=plateau, evaluate=scratch_return
+        )
         scratch = rollout(
             env, {**scratch_nets, LEADER: nets[LEADER]}, "table", best, follower_context=False, seed=seed
         )

@@ -123,3 +123,25 @@ def test_video_writes_a_gif_and_a_tensorboard_video(tiny_run, tmp_path):
         acc.Reload()
         tags |= set(acc.Tags()["images"])
     assert {"video/price_0", "video/price_1", "video/learned_schedule"} <= tags
+
+
+def test_scratch_training_stops_when_its_return_stops_improving():
+    """The plateau rule on a small game (the loop is the same for every domain): a return that never
+    improves after the first check stops training after `patience` more checks, far below the cap."""
+    import numpy as np
+    from stackrl.experiments.atari_eval import Plateau, train_scratch_followers
+
+    cfg = build_config("prisoners_dilemma", overrides=["env.num_games=4", "actor.unroll_length=10"])
+    checks = []
+
+    def flat(nets):
+        checks.append(len(nets))
+        return 1.0
+
+    _, info = train_scratch_followers(
+        cfg, np.ones(5, np.int64), 100_000, None, plateau=Plateau(every=200, patience=2), evaluate=flat
+    )
+    assert info["plateaued"] and len(checks) == 3 and len(info["curve"]) == 3
+    assert 600 <= info["env_steps"] < 1_000 and info["cap"] == 100_000
+    steps = [s for s, _ in info["curve"]]
+    assert steps == sorted(steps)
