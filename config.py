@@ -393,8 +393,10 @@ class ServerConfig:
     tls_key: str | None = None
     max_message_mb: int = 64
     """Largest accepted gRPC message (gRPC counts bytes in a signed 32-bit int: at most 2047)."""
-    max_weight_streams: int = 64
-    """Weight streams open at once (one per actor); more are refused with RESOURCE_EXHAUSTED."""
+    max_weight_streams: int = 256
+    """Weight streams open at once: the most actors one learner serves (each holds one stream and one
+    server thread; the stream carries versions, not weights). More are refused with RESOURCE_EXHAUSTED
+    and retry with back-off; raise it for more actors (`stackrl bench scale` measures 256)."""
     max_pushes: int = 32
     """Trajectory pushes in flight at once; more are refused with RESOURCE_EXHAUSTED."""
     push_deadline_s: float = 60.0

@@ -1,8 +1,11 @@
 """The actor's side of the gRPC transport: register, push unrolls, keep the newest weights.
 
 `GrpcActorEndpoint` implements `ActorEndpoint` (protos/transport.py), so `Actor` runs unchanged
-over the network. A background thread consumes the `StreamWeights` stream and merges the per-role
-weights it carries, so `poll()` always returns a broadcast holding every role's latest weights.
+over the network. A background thread consumes the `StreamWeights` stream, which announces the newest
+phase, versions and done flag without weights; `poll()`, called by the actor between unrolls, pulls
+the weights of the roles whose announced version it lacks (`PullWeights`) and returns a broadcast
+holding every role's latest weights. So an actor receives at most one weight copy per unroll, the
+newest, however many versions the learner made meanwhile (issue 16).
 When the learner cannot be reached, calls are retried with exponential back-off and one log line
 per retry; after `connect_deadline_s` without success they raise `LearnerUnavailable`.
 """
@@ -33,6 +36,19 @@ T = TypeVar("T")
 # UNAVAILABLE: not reachable (yet, or any more); CANCELLED: the learner's server went down while the
 # call was in flight (a crash or a restart), which the client never does to its own calls.
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+# RESOURCE_EXHAUSTED with these details: the learner is at its call budget (learner/admission.py, or
+# gRPC's own concurrent-RPC cap), a load that passes, so back off and retry. Other RESOURCE_EXHAUSTED
+# answers (a message over a size limit) would fail the same way again.
+_BUSY = ("too many open", "Concurrent RPC limit")
+
+
+def _retryable(e: grpc.RpcError) -> bool:
+    code = e.code()
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return any(b in (e.details() or "") for b in _BUSY)
+    return code in _RETRYABLE
+
+
 _MAX_BACKOFF_S = 5.0
 
 
@@ -118,6 +134,7 @@ class GrpcActorEndpoint:
         self._restarted = False
         self.reconnects = 0
         self.dropped_unrolls = 0
+        self.weight_bytes = 0  # PullWeights replies received
         self._closed = threading.Event()
         self._stream: grpc.Future | None = None
         self._thread: threading.Thread | None = None
@@ -147,7 +164,7 @@ class GrpcActorEndpoint:
                     return None
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
                     raise _Ahead(details) from None
-                if code not in _RETRYABLE or self._closed.is_set():
+                if not _retryable(e) or self._closed.is_set():
                     raise LearnerError(
                         f"{what} to learner at {self.address} failed: {code.name}: {details}"
                     ) from None
@@ -227,10 +244,36 @@ class GrpcActorEndpoint:
                 self._restarted = False
                 self._seen = self._serial - 1  # the next poll returns the newest broadcast
                 raise LearnerRestarted(f"the weight stream from {self.address} was re-established")
-            if self._serial == self._seen:
+            if self._serial == self._seen or self._latest is None:
                 return None
             self._seen = self._serial
-            return self._latest
+            announced = self._latest
+        return self._with_weights(announced)
+
+    def _with_weights(self, b: Broadcast) -> Broadcast:
+        """`b` (announced on the stream, without weights) holding every role's newest weights: pulled
+        in one call if any role's version differs from the one held, else the held ones."""
+        held = {role: version for role, (version, _) in self._held.items()}
+        if b.done or not codec.stale_roles(held, b.versions):
+            return dataclasses.replace(
+                b,
+                weights={r: self._held[r][1] for r in b.versions if r in self._held},
+                versions={r: self._held[r][0] for r in b.versions if r in self._held},
+            )
+        assert self.actor_id is not None  # the stream starts only after register()
+        request = codec.weights_request(self.actor_id, held)
+        reply = self._call(
+            "PullWeights",
+            lambda: self._stub.PullWeights(request, metadata=self._metadata, timeout=60),
+            unless_done=True,
+        )
+        if reply is None:  # the run ended while pulling
+            return dataclasses.replace(b, done=True, weights={}, versions={})
+        self.weight_bytes += reply.ByteSize()
+        try:
+            return codec.merge_weights(self._held, codec.decode_broadcast(reply))
+        except codec.CodecError as e:
+            raise LearnerError(f"PullWeights from {self.address}: {e}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -267,7 +310,7 @@ class GrpcActorEndpoint:
             except grpc.RpcError as e:
                 if self._closed.is_set():
                     return
-                if e.code() not in _RETRYABLE:
+                if not _retryable(e):
                     self._fail(
                         LearnerError(f"weight stream from {self.address}: {e.code().name}: {e.details()}")
                     )
@@ -294,7 +337,7 @@ class GrpcActorEndpoint:
             delay = min(2 * delay, _MAX_BACKOFF_S)
 
     def _on_message(self, msg: codec.BroadcastMsg, restarted: bool = False) -> bool:
-        b = codec.merge_weights(self._held, codec.decode_broadcast(msg))
+        b = codec.decode_broadcast(msg)  # phase, versions, done: weights are pulled by poll()
         with self._lock:
             self._latest = b
             self._serial += 1

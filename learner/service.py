@@ -3,8 +3,8 @@
 Handler threads (learner/servicer.py) decode and validate every message and put whole unrolls on a
 bounded queue; when it is full, `PushTrajectories` waits, so actors slow down instead of the learner
 falling behind (back-pressure). One loop thread owns the `Learner`: it takes unrolls, calls
-`process`, and publishes each new broadcast to every `StreamWeights` stream, which sends a role's
-weights only when that role's version moved. It logs transport metrics, checkpoints, and at the end
+`process`, and publishes each new broadcast: `StreamWeights` streams announce its versions and
+phase, and actors pull the weights they lack between unrolls (`PullWeights`). It logs transport metrics, checkpoints, and at the end
 writes result.json and shuts the service down. Security (token, TLS, loopback rule) lives in
 protos/security.py.
 """
@@ -145,9 +145,11 @@ class LearnerServer:
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared socket
         ]
         # A fixed pool, whatever the actor count: each kind of call has its own budget (StreamGuard),
-        # plus threads for Register and Status; calls beyond the pool are refused, never queued.
+        # plus as many threads for the short PullWeights calls as for pushes (an actor pulls between
+        # two pushes) and some for Register and Status; calls beyond the pool are refused with
+        # RESOURCE_EXHAUSTED (actors back off and retry), never queued.
         server = self.cfg.server
-        workers = server.max_weight_streams + server.max_pushes + 8
+        workers = server.max_weight_streams + 2 * server.max_pushes + 8
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackrl-rpc"),
             interceptors=[TokenInterceptor(self.token)] if self.token else [],

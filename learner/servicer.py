@@ -6,6 +6,11 @@ back-pressure that slows actors down), and stream broadcasts. They never touch t
 belongs to the server's loop thread (learner/service.py): the servicer is built from the pieces it
 serves (queue, publisher, layouts, the actors' config, a status snapshot) and knows nothing of the
 server that owns them. It owns the `rejected` and `registered` counters; the server reads them.
+
+Weights go out by pull (issue 16): a weight stream carries only the newest phase, versions and done
+flag, and an actor that sees a version it lacks calls `PullWeights` at its next unroll boundary. So an
+actor receives at most one weight copy per unroll, the newest, and the learner's weight egress grows
+with unrolls, not with versions x actors; each role is encoded once per version (`Publisher`).
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ class Publisher:
         with self._cond:
             return self._latest[0] if self._latest else None
 
+    def newest(self) -> tuple[Broadcast, dict[str, codec.RoleWeights]] | None:
+        """The newest broadcast and its encoded role weights (None before the first)."""
+        with self._cond:
+            return self._latest
+
     def close(self) -> None:
         with self._cond:
             self.closed = True
@@ -133,6 +143,8 @@ class LearnerServicer(rpc.LearnerServicerBase):
         self.registered = 0
         self.rejected = rejected
         self.open_streams = 0
+        self.weight_copies = 0  # role weights sent by PullWeights
+        self.weight_bytes = 0  # their encoded size
         server = actor_config.server
         self.guard = StreamGuard(
             limits
@@ -251,7 +263,6 @@ class LearnerServicer(rpc.LearnerServicerBase):
     def _stream(self, context: grpc.ServicerContext) -> Iterator[codec.BroadcastMsg]:
         with self._lock:
             self.open_streams += 1
-        sent: dict[str, int] = {}
         seen = 0
         try:
             while context.is_active():
@@ -260,15 +271,36 @@ class LearnerServicer(rpc.LearnerServicerBase):
                     if self._publisher.closed:
                         return
                     continue
-                seen, b, encoded = got
-                changed = [encoded[r] for r, v in b.versions.items() if sent.get(r) != v]
-                yield codec.encode_broadcast(b, changed)
-                sent.update(b.versions)
+                seen, b, _ = got
+                yield codec.encode_broadcast(b, [])  # no weights: the actor pulls what it lacks
                 if b.done:
                     return
         finally:
             with self._lock:
                 self.open_streams -= 1
+
+    def PullWeights(
+        self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.ServicerContext
+    ) -> codec.BroadcastMsg:
+        """The newest broadcast with the weights of every role whose version the caller does not hold.
+
+        A short unary call (no thread held between unrolls); a role's weights were encoded once when
+        its version was published, so a pull costs a copy into the reply, not an encode."""
+        if isinstance(request, rpc.MalformedRequest):
+            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
+        if request.actor_id < 0:
+            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must be >= 0", count=False)
+        newest = self._publisher.newest()
+        if newest is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no weights published yet")
+        assert newest is not None  # abort raised otherwise
+        b, encoded = newest
+        self.guard.seen(request.actor_id)
+        stale = [encoded[r] for r in codec.stale_roles(request.versions, b.versions) if r in encoded]
+        with self._lock:
+            self.weight_copies += len(stale)
+            self.weight_bytes += sum(w.ByteSize() for w in stale)
+        return codec.encode_broadcast(b, stale)
 
     def Status(
         self, request: codec.StatusRequest | rpc.MalformedRequest, context: grpc.ServicerContext

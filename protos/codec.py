@@ -359,8 +359,15 @@ def decode_register_reply(msg: pb.RegisterReply) -> tuple[int, ExperimentConfig]
         raise CodecError(f"config_yaml: {e}") from None
 
 
-def weights_request(actor_id: int) -> pb.WeightsRequest:
-    return pb.WeightsRequest(actor_id=actor_id)
+def weights_request(actor_id: int, versions: Mapping[str, int] | None = None) -> pb.WeightsRequest:
+    """StreamWeights' request (`versions` None), or PullWeights' with the versions the actor holds."""
+    return pb.WeightsRequest(actor_id=actor_id, versions=dict(versions or {}))
+
+
+def stale_roles(held: Mapping[str, int], newest: Mapping[str, int]) -> list[str]:
+    """Roles whose newest version differs from the one held (missing counts as stale; a lower newest
+    version is stale too: a learner restarted from an older checkpoint)."""
+    return [role for role, version in newest.items() if held.get(role) != version]
 
 
 def push_reply(accepted: int, done: bool) -> pb.PushReply:

@@ -21,7 +21,7 @@ from stackrl.protos import stackrl_pb2 as _pb
 from stackrl.protos import stackrl_pb2_grpc as _generated
 
 LearnerStub = _generated.LearnerStub
-"""Client stub: `Register`, `PushTrajectories`, `StreamWeights`, `Status`."""
+"""Client stub: `Register`, `PushTrajectories`, `StreamWeights`, `PullWeights`, `Status`."""
 LearnerServicerBase = _generated.LearnerServicer
 """Base class of the learner's servicer (unimplemented methods answer UNIMPLEMENTED)."""
 SERVICE = "stackrl.Learner"
@@ -65,6 +65,11 @@ def add_learner_servicer(servicer: LearnerServicerBase, server: grpc.Server) -> 
         ),
         "StreamWeights": grpc.unary_stream_rpc_method_handler(
             servicer.StreamWeights,
+            request_deserializer=_parser(_pb.WeightsRequest),
+            response_serializer=_pb.BroadcastMsg.SerializeToString,
+        ),
+        "PullWeights": grpc.unary_unary_rpc_method_handler(
+            servicer.PullWeights,
             request_deserializer=_parser(_pb.WeightsRequest),
             response_serializer=_pb.BroadcastMsg.SerializeToString,
         ),

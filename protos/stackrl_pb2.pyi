@@ -156,10 +156,19 @@ class BroadcastMsg(_message.Message):
     def __init__(self, phase_id: _Optional[int] = ..., phase_kind: _Optional[str] = ..., leader_source: _Optional[str] = ..., send_roles: _Optional[_Iterable[str]] = ..., follower_context: _Optional[bool] = ..., leader_table: _Optional[_Union[Tensor, _Mapping]] = ..., versions: _Optional[_Mapping[str, int]] = ..., weights: _Optional[_Iterable[_Union[RoleWeights, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class WeightsRequest(_message.Message):
-    __slots__ = ("actor_id",)
+    __slots__ = ("actor_id", "versions")
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     actor_id: int
-    def __init__(self, actor_id: _Optional[int] = ...) -> None: ...
+    versions: _containers.ScalarMap[str, int]
+    def __init__(self, actor_id: _Optional[int] = ..., versions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()

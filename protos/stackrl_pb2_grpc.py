@@ -50,6 +50,11 @@ class LearnerStub:
                 request_serializer=stackrl_dot_protos_dot_stackrl__pb2.WeightsRequest.SerializeToString,
                 response_deserializer=stackrl_dot_protos_dot_stackrl__pb2.BroadcastMsg.FromString,
                 _registered_method=True)
+        self.PullWeights = channel.unary_unary(
+                '/stackrl.Learner/PullWeights',
+                request_serializer=stackrl_dot_protos_dot_stackrl__pb2.WeightsRequest.SerializeToString,
+                response_deserializer=stackrl_dot_protos_dot_stackrl__pb2.BroadcastMsg.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/stackrl.Learner/Status',
                 request_serializer=stackrl_dot_protos_dot_stackrl__pb2.StatusRequest.SerializeToString,
@@ -76,7 +81,17 @@ class LearnerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamWeights(self, request, context):
-        """The newest broadcast whenever it changes; ends after a message with done = true.
+        """The newest broadcast's phase, versions and done flag whenever they change, without weights (so a
+        stream costs bytes per version, not a weight copy); ends after a message with done = true.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullWeights(self, request, context):
+        """The newest broadcast with the weights of the roles whose versions the caller does not hold:
+        an actor calls it at an unroll boundary when the stream announced a version it lacks, so it
+        receives at most one weight copy per unroll, whatever the number of versions in between.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +119,11 @@ def add_LearnerServicer_to_server(servicer, server):
             ),
             'StreamWeights': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamWeights,
+                    request_deserializer=stackrl_dot_protos_dot_stackrl__pb2.WeightsRequest.FromString,
+                    response_serializer=stackrl_dot_protos_dot_stackrl__pb2.BroadcastMsg.SerializeToString,
+            ),
+            'PullWeights': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullWeights,
                     request_deserializer=stackrl_dot_protos_dot_stackrl__pb2.WeightsRequest.FromString,
                     response_serializer=stackrl_dot_protos_dot_stackrl__pb2.BroadcastMsg.SerializeToString,
             ),
@@ -193,6 +213,33 @@ class Learner:
             request,
             target,
             '/stackrl.Learner/StreamWeights',
+            stackrl_dot_protos_dot_stackrl__pb2.WeightsRequest.SerializeToString,
+            stackrl_dot_protos_dot_stackrl__pb2.BroadcastMsg.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stackrl.Learner/PullWeights',
             stackrl_dot_protos_dot_stackrl__pb2.WeightsRequest.SerializeToString,
             stackrl_dot_protos_dot_stackrl__pb2.BroadcastMsg.FromString,
             options,

@@ -4,7 +4,9 @@ actor id it stamps, and closing."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -28,8 +30,8 @@ def test_poll_returns_each_broadcast_once_holding_every_roles_latest_weights():
             assert first.versions == {"leader": 1, "follower_0": 1}
             assert set(first.weights) == {"leader", "follower_0"}
             assert endpoint.poll() is None  # nothing newer: the same broadcast is not returned twice
-            # One follower update: the stream now carries the follower's weights only, the client
-            # merges in the leader's it holds.
+            # One follower update: the stream announces it, the client pulls the follower's weights
+            # only and merges in the leader's it holds.
             endpoint.push(fake_unroll(cfg))
             second = _next_broadcast(endpoint, lambda b: b.versions["follower_0"] == 2)
             assert second.versions["leader"] == 1 and set(second.weights) == {"leader", "follower_0"}
@@ -40,6 +42,55 @@ def test_poll_returns_each_broadcast_once_holding_every_roles_latest_weights():
                 np.testing.assert_array_equal(value, learner_now[name].numpy())
         finally:
             endpoint.close()
+
+
+def test_a_stale_actor_gets_only_the_newest_weights_at_its_next_unroll_boundary():
+    """Issue 16: weights used to be pushed to every actor on every version. Now nothing is sent while
+    the actor unrolls; at its boundary (poll) it receives one copy, of the newest version."""
+    cfg = make_cfg()
+    with serving(cfg) as server:
+        endpoint = GrpcActorEndpoint(server.address)
+        try:
+            endpoint.register()
+            assert _next_broadcast(endpoint).versions["follower_0"] == 1
+            copies, received = server.servicer.weight_copies, endpoint.weight_bytes
+            for _ in range(3):  # three unrolls pushed, three follower versions, no boundary between
+                endpoint.push(fake_unroll(cfg))
+            wait_until(lambda: server.publisher.latest().versions["follower_0"] == 4)
+            time.sleep(0.5)  # the stream announced every version meanwhile
+            assert (server.servicer.weight_copies, endpoint.weight_bytes) == (copies, received)
+            b = endpoint.poll()  # the unroll boundary
+            assert b is not None and b.versions == {"leader": 1, "follower_0": 4}
+            learner_now = server.learner.nets["follower_0"].state_dict()
+            for name, value in b.weights["follower_0"].items():
+                np.testing.assert_array_equal(value, learner_now[name].numpy())
+            assert server.servicer.weight_copies == copies + 1  # the follower's, once; not the leader's
+            one_copy = sum(v.nbytes for v in b.weights["follower_0"].values())
+            assert one_copy < endpoint.weight_bytes - received < 2 * one_copy
+            assert endpoint.poll() is None
+        finally:
+            endpoint.close()
+
+
+def test_actors_beyond_the_configured_actor_count_are_served():
+    """Issue 16, elastic actors: the server's pool was sized from actor.num_actors (16 threads for
+    one), so the 17th actor's weight stream and registration stalled. Limits now come from
+    ServerConfig alone: 20 actors join a learner configured for one, and every one is served."""
+    cfg = make_cfg()
+    cfg = dataclasses.replace(cfg, actor=dataclasses.replace(cfg.actor, num_actors=1))
+    with serving(cfg) as server:
+        endpoints = [GrpcActorEndpoint(server.address, connect_deadline_s=10) for _ in range(20)]
+        try:
+            for e in endpoints:
+                e.register()
+            for e in endpoints:
+                assert _next_broadcast(e).versions["follower_0"] >= 1
+                e.push(fake_unroll(cfg))
+            wait_until(lambda: endpoints[0].status().trajectories_received == 20)
+            assert server.servicer.registered == 20 and server.servicer.rejected == 0
+        finally:
+            for e in endpoints:
+                e.close()
 
 
 def test_an_unroll_ahead_of_the_learner_is_dropped_and_the_actor_goes_on():

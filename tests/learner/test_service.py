@@ -211,18 +211,30 @@ def test_shutdown_during_a_blocked_push_tells_the_actor_the_run_is_over():
 
 
 # -- the weight stream ------------------------------------------------------------------------------
-def test_weight_stream_sends_a_role_only_when_its_version_changed():
+def test_weight_stream_announces_versions_without_weights_and_a_pull_sends_only_stale_roles():
+    """Issue 16: the stream used to carry a role's weights on every version to every actor (egress
+    versions x actors). It now carries no weights; PullWeights sends the newest copy of the roles whose
+    version the caller does not hold, nothing for the ones it does."""
     cfg = make_cfg()
     with serving(cfg) as server:
         channel, stub = raw_stub(server.port)
         stream = stub.StreamWeights(codec.weights_request(0))
         first = next(stream)
-        assert {w.role for w in first.weights} == {"leader", "follower_0"}
+        assert not first.weights
         assert dict(first.versions) == {"leader": 1, "follower_0": 1} and first.phase_kind == "pretrain"
-        stub.PushTrajectories(iter([codec.encode_trajectory(fake_unroll(cfg)[0])]))
-        second = next(stream)
-        assert [w.role for w in second.weights] == ["follower_0"]
-        assert second.versions["follower_0"] == 2 and second.versions["leader"] == 1
+        full = stub.PullWeights(codec.weights_request(0, {}))
+        assert {w.role for w in full.weights} == {"leader", "follower_0"}
+        for _ in range(3):  # three follower updates while this actor does not pull
+            stub.PushTrajectories(iter([codec.encode_trajectory(fake_unroll(cfg)[0])]))
+        wait_until(lambda: server.publisher.latest().versions["follower_0"] == 4)
+        announced = [next(stream) for _ in range(3)]
+        assert all(not m.weights for m in announced)
+        copies = server.servicer.weight_copies
+        pulled = stub.PullWeights(codec.weights_request(0, {"leader": 1, "follower_0": 1}))
+        assert [(w.role, w.version) for w in pulled.weights] == [("follower_0", 4)]
+        assert server.servicer.weight_copies == copies + 1
+        current = stub.PullWeights(codec.weights_request(0, {"leader": 1, "follower_0": 4}))
+        assert not current.weights and dict(current.versions) == {"leader": 1, "follower_0": 4}
         stream.cancel()
         channel.close()
 
