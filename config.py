@@ -24,6 +24,39 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown, mistyped or impossible; the message names the key."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with a repeated key (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str = "the config") -> Any:
+    """Parse YAML safely and strictly: repeated keys and syntax errors are one-line `ConfigError`s."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python objects
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+
+
+MAX_EPISODE_REWARD = 1e5
+"""Largest |payoff| x episode length a matrix game may have: the learner refuses received rewards and
+episode returns above 1e6 in magnitude (learner/servicer.py), so a bigger game would start and then
+have every unroll rejected (issue 13); the margin leaves room for the follower's tie-break term."""
+
+
 def _require(cond: bool, key: str, why: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {why}")
@@ -160,6 +193,14 @@ class EnvConfig:
                 and all(isinstance(c, list) and len(c) == 2 for row in p for c in row)
             )
             _require(ok, "env.payoffs", "must be a rectangular [n_L][n_F][2] list of (r_L, r_F) pairs")
+            largest = max(abs(v) for row in p for cell in row for v in cell)
+            steps = self.episode_length or 10  # the iterated games' own length when not given
+            _require(
+                largest * steps <= MAX_EPISODE_REWARD,
+                "env.payoffs",
+                f"|payoff| up to {largest:g} over {steps} steps exceeds {MAX_EPISODE_REWARD:g} per episode "
+                "(the learner bounds received rewards and returns); rescale the payoffs",
+            )
 
 
 @dataclass
@@ -442,9 +483,12 @@ class ExperimentConfig:
     def validate(self) -> None:
         _check_finite(self, "")
         _require(
-            bool(self.name) and "/" not in self.name,
+            bool(self.name)
+            and self.name not in (".", "..")
+            and not any(c in self.name for c in "/\\\0")
+            and len(self.name) <= 200,
             "name",
-            f"must be a non-empty file name, got {self.name!r}",
+            f"must be a plain directory name (no '/', not '.' or '..'), got {self.name!r}",
         )
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         self.env.validate()
@@ -483,7 +527,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_yaml(cls, text: str) -> ExperimentConfig:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
         if not isinstance(data, dict):
             raise ConfigError("the config must be a YAML mapping")
         return cls.from_dict(data)

@@ -108,7 +108,29 @@ def _claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, cfg: Experim
             check_same_run(cfg, run_dir)
     except RunDirError as e:
         _fail(str(e))
+    _check_writable(run_dir)
     return start
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail with one line, before anything starts, if the run directory cannot be written."""
+    import tempfile
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        _fail(_os_error(e, run_dir))
+
+
+def _os_error(e: OSError, run_dir: Path) -> str:
+    """A file-system failure as one line naming the run directory (a full disk, a read-only mount)."""
+    import errno
+
+    what = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    where = f" ({e.filename})" if e.filename else ""
+    return f"cannot write the run directory {run_dir}: {what}{where}"
 
 
 def _bar_safe_logs(progress: bool) -> Any:
@@ -300,6 +322,8 @@ def train(
                     )
                 except (LaunchError, CheckpointError) as e:
                     _fail(str(e))
+    except OSError as e:  # a full disk or a read-only run directory mid-run: one line, no traceback
+        _fail(_os_error(e, run_dir))
     except Preempted as e:
         _stopped(e, f"stackrl train --resume {run_dir}")
     summary = {

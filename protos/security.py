@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -75,6 +76,14 @@ def server_credentials(server: ServerConfig) -> grpc.ServerCredentials | None:
     except OSError as e:
         raise ServiceConfigError(
             f"server.tls_cert / server.tls_key: cannot read {e.filename}: {e.strerror}"
+        ) from None
+    # gRPC accepts any bytes here and fails at bind time with "Failed to bind"; check the pair now.
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(server.tls_cert, server.tls_key)
+    except (ssl.SSLError, ValueError) as e:
+        raise ServiceConfigError(
+            f"server.tls_key: {server.tls_key} is not a PEM private key matching the certificate "
+            f"{server.tls_cert} ({getattr(e, 'reason', None) or e})"
         ) from None
     return grpc.ssl_server_credentials([(key, cert)])
 

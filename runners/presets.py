@@ -10,8 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-from stackrl.config import ConfigError, ExperimentConfig, apply_overrides
+from stackrl.config import ConfigError, ExperimentConfig, apply_overrides, load_yaml
 from stackrl.envs.factory import ATARI_GAMES, check_env_name
 from stackrl.envs.matrix_games import GAMES
 
@@ -26,9 +25,7 @@ def preset_names() -> list[str]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        data = load_yaml(path.read_text(), str(path)) or {}
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     if not isinstance(data, dict):

@@ -147,3 +147,61 @@ def test_resume_never_imports_a_factory_the_run_directory_names(tmp_path, monkey
     assert "'evil_in_run_dir:parallel_env' is not an allowed factory" in res.output
     assert "--allow-factory evil_in_run_dir:parallel_env" in res.output
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: a\nenv: {name: stag_hunt\n", "not valid YAML at line 3, column 1"),
+        ("name: a\nenv:\n  name: stag_hunt\n  name: chicken\n", "duplicate key 'name' at line 4, column 3"),
+        ("name: ..\nenv: {name: stag_hunt}\n", "name: must be a plain directory name"),
+        (
+            "name: big\nenv: {name: matrix, payoffs: [[[200000, 1], [0, 0]], [[0, 0], [1, 1]]]}\n",
+            "env.payoffs: |payoff| up to 200000 over 10 steps exceeds 100000",
+        ),
+    ],
+)
+def test_config_files_that_would_fail_later_are_one_line_errors(tmp_path, monkeypatch, text, expected):
+    """Issue 13, item 6: a YAML syntax error was a multi-line dump, duplicate keys were accepted
+    silently, `name: ..` was accepted, and payoffs of 2e5 started a run whose every unroll the learner
+    then rejected without naming `env.payoffs`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.yaml").write_text(text)
+    res = CliRunner().invoke(cli.main, ["train", "exp.yaml", "--no-progress"])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and expected in lines[0], res.output
+    assert "Traceback" not in res.output and not (tmp_path / "runs").exists()
+
+
+def test_an_unwritable_run_directory_is_one_line_before_anything_starts(tmp_path, monkeypatch):
+    """Issue 13, item 6: a read-only run directory was a traceback (here its parent is a file, which
+    refuses writes even to root)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not_a_dir").write_text("")
+    res = CliRunner().invoke(
+        cli.main, ["train", "stag_hunt", "--set", "run_root=not_a_dir/runs", "--no-progress"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "error: cannot write the run directory not_a_dir/runs/stag_hunt" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_a_full_disk_during_the_run_is_one_line(tmp_path, monkeypatch):
+    """Issue 13, item 6: a full disk (ENOSPC while writing a checkpoint) was a traceback."""
+    import errno
+
+    from stackrl.runners import launch
+
+    def full(cfg, run_dir, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "checkpoint.pt"))
+
+    monkeypatch.setattr(launch, "run_local", full)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli.main, ["train", "stag_hunt", "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert (
+        "cannot write the run directory runs/stag_hunt: the disk is full (runs/stag_hunt/checkpoint.pt)"
+        in (res.output)
+    )
+    assert "Traceback" not in res.output

@@ -57,3 +57,18 @@ def test_cli_token_file_keeps_the_token_out_of_ps_and_argv_warns(tmp_path, monke
         main, ["learner", "stag_hunt", "--host", "0.0.0.0", "--token", "x", "--no-progress"]
     )
     assert "--token is visible to every user in `ps`" in res.output and "too short" in res.output
+
+
+def test_cli_learner_names_a_bad_tls_key_instead_of_failed_to_bind(tmp_path, monkeypatch):
+    """Issue 13, item 6: a key file that is not a PEM key was reported as 'Failed to bind'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cert.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"
+    )
+    (tmp_path / "key.pem").write_text("garbage\n")
+    res = CliRunner().invoke(
+        main, ["learner", "stag_hunt", "--tls-cert", "cert.pem", "--tls-key", "key.pem", "--no-progress"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "server.tls_key: key.pem is not a PEM private key matching the certificate cert.pem" in res.output
+    assert "Failed to bind" not in res.output and "Traceback" not in res.output
