@@ -615,21 +615,58 @@ def bench_atari(
         _fail(str(e))
 
 
-@bench.command("hostile")
-@click.option("--messages", type=int, default=1000, show_default=True, help="Hostile calls to make.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the hostile call generator.")
-@click.option("--json", "json_path", default=None, help="Write the figures to this JSON file.")
-def bench_hostile(messages: int, seed: int, json_path: str | None) -> None:
-    """A learner process (with a token) under N hostile calls, then a real actor trains it to the exact
-    value: tried / rejected / accepted / crashes / hangs / peak RSS growth / NaN weights. Exits 1 if
-    any of issue 13's bounds fails (0 crashes, hangs, NaN weights; RSS growth <= 256 MB; exact value;
-    exit within 10 s)."""
-    from stackrl.experiments.bench_hostile import run_hostile_benchmark
+@bench.command("scale")
+@click.option(
+    "--env", "env_name", default="space_invaders_pricing", show_default=True, help="The game recorded."
+)
+@click.option("--actors", default="8,32,128,256", show_default=True, help="Comma-separated actor counts.")
+@click.option("--seconds", type=float, default=12.0, show_default=True, help="Measurement window per row.")
+@click.option("--warmup", type=float, default=3.0, show_default=True, help="Seconds before each window.")
+@click.option(
+    "--no-update", is_flag=True, help="Learner decodes, validates, batches and drops (the transport ceiling)."
+)
+@click.option("--both", is_flag=True, help="Measure every count with SGD on, then with --no-update.")
+@click.option("--processes", type=int, default=4, show_default=True, help="Processes the actors run in.")
+@click.option(
+    "--unroll-s",
+    type=float,
+    default=0.125,
+    show_default=True,
+    help="Seconds a simulated actor spends per unroll (a real Atari actor on one core: ~0.12); 0: none.",
+)
+@click.option("--json", "json_path", default=None, help="Write the rows to this JSON file.")
+@click.option("--set", "overrides", multiple=True, help="Config override applied to the learner.")
+def bench_scale(
+    env_name: str,
+    actors: str,
+    seconds: float,
+    warmup: float,
+    no_update: bool,
+    both: bool,
+    processes: int,
+    unroll_s: float,
+    json_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """One learner, M simulated actors (real gRPC, replayed Atari unrolls): ingest agent steps/s and
+    MB/s, push latency, weight egress, learner RSS and CPU, refused and failed calls per M."""
+    from stackrl.experiments.bench_scale import run_scale_benchmark
 
-    if messages < 1:
-        _fail("--messages must be >= 1")
-    if not run_hostile_benchmark(messages, seed=seed, json_path=json_path).passed:
-        sys.exit(1)
+    try:
+        counts = [int(a) for a in actors.split(",") if a.strip()]
+    except ValueError:
+        _fail(f"--actors: expected comma-separated integers, got {actors!r}")
+    if not counts or min(counts) < 1:
+        _fail("--actors: every count must be >= 1")
+    if processes < 1 or seconds <= 0 or warmup < 0 or unroll_s < 0:
+        _fail("--processes must be >= 1, --seconds > 0, --warmup and --unroll-s >= 0")
+    modes = (True, False) if both else (not no_update,)
+    try:
+        run_scale_benchmark(
+            env_name, counts, seconds, warmup, modes, processes, unroll_s, json_path, overrides
+        )
+    except ConfigError as e:
+        _fail(str(e))
 
 
 @bench.command("hostile")
