@@ -15,6 +15,7 @@ import random
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from stackrl.config import ExperimentConfig
@@ -24,7 +25,7 @@ from stackrl.protos import codec
 from stackrl.protos.security import auth_metadata
 from stackrl.trajectory import Trajectory
 
-RPCS = ("Register", "PushTrajectories", "StreamWeights", "Status")
+RPCS = ("Register", "PushTrajectories", "StreamWeights", "PullWeights", "Status")
 FLOATS = ("logp", "rewards", "episode_returns")
 ARRAYS = ("obs", "context", "elapsed", "actions", "logp", "rewards", "dones", "valid", "episode_returns")
 POISON_CASES = 24
@@ -32,6 +33,7 @@ POISON_CASES = 24
 cases must be refused."""
 
 Metadata = tuple[tuple[str, str], ...]
+Mutation = Callable[[codec.TrajectoryMsg], None]
 
 
 @dataclass
@@ -90,44 +92,48 @@ class HostileCases:
         return codec.encode_trajectory(t)
 
     # -- hostile pushes ---------------------------------------------------------------------------
-    def _tensor_mutations(self) -> list[Callable[[codec.TrajectoryMsg], None]]:
+    def _field_mutations(self, n: str) -> list[Mutation]:
+        """Ways to break tensor field `n`: dtype, shape, data, compression, absence, values."""
         rng = self.rng
-        out: list[Callable[[codec.TrajectoryMsg], None]] = []
-        for name in ARRAYS:
-            out += [
-                lambda m, n=name: setattr(
-                    getattr(m, n), "dtype", rng.choice([d for d in range(40) if d != getattr(m, n).dtype])
-                ),
-                lambda m, n=name: getattr(m, n).shape.append(rng.choice([0, 1, 3, 2**31])),
-                lambda m, n=name: (
-                    getattr(m, n).shape.__setitem__(0, rng.choice([-1, 2**62, 10**6]))
-                    if len(getattr(m, n).shape)
-                    else getattr(m, n).shape.append(-7)
-                ),
-                lambda m, n=name: getattr(m, n).shape.extend([2**40, 2**40]),
-                lambda m, n=name: setattr(
-                    getattr(m, n),
-                    "data",
-                    getattr(m, n).data[: rng.randrange(len(getattr(m, n).data) or 1)] or b"x",
-                ),
-                lambda m, n=name: setattr(
-                    getattr(m, n), "data", getattr(m, n).data + b"\x01" * rng.randrange(1, 64)
-                ),
-                lambda m, n=name: setattr(getattr(m, n), "compression", rng.choice([1, 2, 99])),
-                lambda m, n=name: m.ClearField(n),
-            ]
-            if name in FLOATS:
-                out += [
-                    lambda m, n=name: self._set(m, n, lambda a: a.__setitem__(rng.randrange(a.size), np.nan)),
-                    lambda m, n=name: self._set(m, n, lambda a: a.__setitem__(rng.randrange(a.size), -3e38)),
-                    lambda m, n=name: self._set(m, n, lambda a: a.__setitem__(rng.randrange(a.size), np.inf)),
-                ]
-            else:  # the largest value of the type: outside every space (bools: a byte other than 0/1)
-                out.append(
-                    lambda m, n=name: self._set(
-                        m, n, lambda a: a.__setitem__(rng.randrange(a.size), np.iinfo(a.dtype).max)
-                    )
+
+        def t(m: codec.TrajectoryMsg) -> Any:
+            return getattr(m, n)
+
+        out: list[Mutation] = [
+            lambda m: setattr(t(m), "dtype", rng.choice([d for d in range(40) if d != t(m).dtype])),
+            lambda m: t(m).shape.append(rng.choice([0, 1, 3, 2**31])),
+            lambda m: (
+                t(m).shape.__setitem__(0, rng.choice([-1, 2**62, 10**6]))
+                if len(t(m).shape)
+                else t(m).shape.append(-7)
+            ),
+            lambda m: t(m).shape.extend([2**40, 2**40]),
+            lambda m: setattr(t(m), "data", t(m).data[: rng.randrange(len(t(m).data) or 1)] or b"x"),
+            lambda m: setattr(t(m), "data", t(m).data + b"\x01" * rng.randrange(1, 64)),
+            lambda m: setattr(t(m), "compression", rng.choice([1, 2, 99])),
+            lambda m: m.ClearField(n),
+        ]
+        if n in FLOATS:
+            out += [self._value_mutation(n, bad) for bad in (np.nan, -3e38, np.inf)]
+        else:  # the largest value of the type: outside every space (bools: a byte other than 0/1)
+            out.append(
+                lambda m: self._set(
+                    m, n, lambda a: a.__setitem__(rng.randrange(a.size), np.iinfo(a.dtype).max)
                 )
+            )
+        return out
+
+    def _value_mutation(self, n: str, bad: float) -> Mutation:
+        """Write `bad` into one random element of float field `n`."""
+        rng = self.rng
+        return lambda m: self._set(m, n, lambda a: a.__setitem__(rng.randrange(a.size), bad))
+
+    def _tensor_mutations(self) -> list[Mutation]:
+        """Every mutation; each turns a valid unroll into one the learner must refuse."""
+        rng = self.rng
+        out: list[Mutation] = []
+        for name in ARRAYS:
+            out += self._field_mutations(name)
         out += [
             lambda m: setattr(
                 m, "role", rng.choice(["", "leader", "follower_9", "\x00" * 100, "r" * 100_000])
@@ -165,10 +171,9 @@ class HostileCases:
         name = self.rng.choice(["episode_returns", "obs_restart_rows", "obs", "rewards", "logp"])
         rows = self.rng.choice([1 << 22, 1 << 23, 1 << 24])
         dtype, shape = (np.int64, (rows,)) if name == "obs_restart_rows" else (np.float32, (rows, 4))
-        t = codec.encode_tensor(np.zeros((1,), dtype))
+        t = codec.encode_tensor(np.zeros((1,), dtype), compress=True)  # zlib, as the bomb declares
         t.shape[:] = list(shape)
         t.data = _zeros_compressed(int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        t.compression = 1  # ZLIB
         getattr(msg, name).CopyFrom(t)
         if name == "obs_restart_rows":
             msg.obs_restart_frames.CopyFrom(codec.encode_tensor(np.zeros((0,), np.uint8)))
@@ -245,10 +250,17 @@ class HostileCases:
         return Case("status", "Status", [data], self.auth, ok)
 
     def _case_weights(self, _muts: object) -> Case:
-        actor_id = self.rng.choice([-1, -(2**63)])
-        return Case(
-            "weights", "StreamWeights", [codec.weights_request(actor_id).SerializeToString()], self.auth
-        )
+        """Weight streams and pulls: negative actor ids (refused), and pulls claiming absurd versions
+        of real and unknown roles (answered: a pull only ever sends the learner's own weights)."""
+        rpc = self.rng.choice(["StreamWeights", "PullWeights"])
+        if rpc == "PullWeights" and self.rng.random() < 0.5:
+            role = self.rng.choice([*self.env.roles, "x" * 1000])
+            req = codec.weights_request(
+                self.rng.randrange(1 << 20), {role: self.rng.choice([-(2**63), 2**63 - 1])}
+            )
+            return Case("weights", rpc, [req.SerializeToString()], self.auth, True)
+        req = codec.weights_request(self.rng.choice([-1, -(2**63)]))
+        return Case("weights", rpc, [req.SerializeToString()], self.auth)
 
     def _case_metadata(self, _muts: object) -> Case:
         """A valid call with hostile metadata: no token, a wrong one, or headers over gRPC's limit."""

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import grpc
 import numpy as np
@@ -59,20 +60,24 @@ class Unroll:
 
 
 class Publisher:
-    """The newest broadcast with its role weights encoded once, and a condition streams wait on."""
+    """The newest broadcast with each role's weights serialized once per version (as a BroadcastMsg
+    weights entry, `codec.weights_field`), and a condition streams wait on."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._serial = 0
-        self._latest: tuple[Broadcast, dict[str, codec.RoleWeights]] | None = None
+        self._latest: tuple[Broadcast, dict[str, tuple[int, bytes]]] | None = None
         self.closed = False
 
     def publish(self, b: Broadcast) -> None:
         old = self._latest[1] if self._latest else {}
         encoded = {
             role: old[role]
-            if role in old and old[role].version == b.versions[role]
-            else codec.encode_role_weights(role, b.versions[role], state)
+            if role in old and old[role][0] == b.versions[role]
+            else (
+                b.versions[role],
+                codec.weights_field(codec.encode_role_weights(role, b.versions[role], state)),
+            )
             for role, state in b.weights.items()
         }
         with self._cond:
@@ -80,7 +85,7 @@ class Publisher:
             self._serial += 1
             self._cond.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> tuple[int, Broadcast, dict[str, codec.RoleWeights]] | None:
+    def wait(self, seen: int, timeout: float) -> tuple[int, Broadcast, dict[str, tuple[int, bytes]]] | None:
         """The newest (serial, broadcast, encoded weights) if newer than `seen`, else None after `timeout`."""
         with self._cond:
             self._cond.wait_for(lambda: self._serial > seen or self.closed, timeout)
@@ -93,8 +98,9 @@ class Publisher:
         with self._cond:
             return self._latest[0] if self._latest else None
 
-    def newest(self) -> tuple[Broadcast, dict[str, codec.RoleWeights]] | None:
-        """The newest broadcast and its encoded role weights (None before the first)."""
+    def newest(self) -> tuple[Broadcast, dict[str, tuple[int, bytes]]] | None:
+        """The newest broadcast and its serialized role weights, role -> (version, bytes) (None before
+        the first)."""
         with self._cond:
             return self._latest
 
@@ -235,7 +241,9 @@ class LearnerServicer(rpc.LearnerServicerBase):
     def _reject(self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str) -> None:
         self._refuse(context, code, reason, count=True)
 
-    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, count: bool) -> None:
+    def _refuse(
+        self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, count: bool
+    ) -> NoReturn:
         """Abort the call with `code`; one bounded, rate-limited log line (the reason may quote the
         peer). `count`: an unroll was refused (the `rejected` metric); else a call was turned away."""
         if count:
@@ -244,6 +252,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
         reason = bounded(reason, 300)
         self._rejections.warn(f"rejected {'an unroll' if count else 'a call'} ({code.name})", reason)
         context.abort(code, reason)
+        raise RuntimeError("context.abort returned")  # gRPC's abort always raises
 
     def StreamWeights(
         self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.ServicerContext
@@ -281,11 +290,12 @@ class LearnerServicer(rpc.LearnerServicerBase):
 
     def PullWeights(
         self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.ServicerContext
-    ) -> codec.BroadcastMsg:
-        """The newest broadcast with the weights of every role whose version the caller does not hold.
+    ) -> bytes:
+        """The newest broadcast with the weights of every role whose version the caller does not hold,
+        as a serialized BroadcastMsg (rpc.py sends bytes as they are).
 
-        A short unary call (no thread held between unrolls); a role's weights were encoded once when
-        its version was published, so a pull costs a copy into the reply, not an encode."""
+        A short unary call (no thread held between unrolls); a role's weights were serialized once
+        when its version was published, so a pull costs one concatenation, not an encode."""
         if isinstance(request, rpc.MalformedRequest):
             self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         if request.actor_id < 0:
@@ -296,11 +306,11 @@ class LearnerServicer(rpc.LearnerServicerBase):
         assert newest is not None  # abort raised otherwise
         b, encoded = newest
         self.guard.seen(request.actor_id)
-        stale = [encoded[r] for r in codec.stale_roles(request.versions, b.versions) if r in encoded]
+        stale = [encoded[r][1] for r in codec.stale_roles(request.versions, b.versions) if r in encoded]
         with self._lock:
             self.weight_copies += len(stale)
-            self.weight_bytes += sum(w.ByteSize() for w in stale)
-        return codec.encode_broadcast(b, stale)
+            self.weight_bytes += sum(len(w) for w in stale)
+        return codec.broadcast_bytes(b, stale)
 
     def Status(
         self, request: codec.StatusRequest | rpc.MalformedRequest, context: grpc.ServicerContext

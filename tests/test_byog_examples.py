@@ -95,3 +95,24 @@ def test_pong_smoke_over_grpc(tmp_path):
     assert np.isfinite(result["leader_value"]) and np.isfinite(result["follower_value"])
     assert result["transport"]["actor_exit_codes"] == [0]
     assert (tmp_path / "result.json").exists() and (tmp_path / "probe_set.npz").exists()
+
+
+def test_your_own_factory_runs_once_this_machine_allows_it(tmp_path, monkeypatch):
+    """docs/byog.md: a config only names a factory; a process imports it only when its own machine
+    allows it (here the flag's `allow_factory`; entry points and STACKRL_ALLOW_FACTORY work alike)."""
+    from stackrl.envs import registry
+    from stackrl.envs.factory import make_env
+
+    (tmp_path / "my_rps_game.py").write_text("from pettingzoo.classic.rps_v2 import parallel_env\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_allowed", set())
+    cfg = preset("rps", **{"env.pettingzoo": "my_rps_game:parallel_env", "env.num_games": 2})
+    with pytest.raises(registry.FactoryNotAllowed, match="--allow-factory my_rps_game:parallel_env"):
+        make_env(cfg.env)
+    registry.allow_factory("my_rps_game:parallel_env")
+    env = make_env(cfg.env)
+    try:
+        obs = env.reset(seed=0)
+        assert set(obs) == {"leader", "follower_0"}
+    finally:
+        env.close()
