@@ -50,6 +50,11 @@ def _parser(cls: type[Message]) -> Callable[[bytes], Any]:
     return parse
 
 
+def _as_bytes(reply: Message | bytes) -> bytes:
+    """A reply the handler already serialized passes as it is; a message is serialized."""
+    return reply if isinstance(reply, bytes) else reply.SerializeToString()
+
+
 def add_learner_servicer(servicer: LearnerServicerBase, server: grpc.Server) -> None:
     """Register a servicer on a `grpc.Server` with deserializers that never fail a call."""
     handlers = {
@@ -71,7 +76,7 @@ def add_learner_servicer(servicer: LearnerServicerBase, server: grpc.Server) -> 
         "PullWeights": grpc.unary_unary_rpc_method_handler(
             servicer.PullWeights,
             request_deserializer=_parser(_pb.WeightsRequest),
-            response_serializer=_pb.BroadcastMsg.SerializeToString,
+            response_serializer=_as_bytes,  # the learner serializes weights once per version
         ),
         "Status": grpc.unary_unary_rpc_method_handler(
             servicer.Status,

@@ -272,3 +272,15 @@ def test_an_oversized_role_name_is_refused_without_quoting_it(unroll):
     with pytest.raises(codec.CodecError) as err:
         codec.decode_trajectory(msg, actor.storage_specs["follower_0"])
     assert len(str(err.value)) < 200
+
+
+def test_broadcast_bytes_is_the_broadcast_with_its_weights_appended(unroll):
+    """A pull reply built by concatenating pre-serialized weights parses to the same message as one
+    built with encode_broadcast, for every subset of roles (issue 16)."""
+    _, b, _ = unroll
+    encoded = {r: codec.encode_role_weights(r, b.versions[r], w) for r, w in b.weights.items()}
+    for roles in ([], ["leader"], list(encoded)):
+        built = codec.encode_broadcast(b, [encoded[r] for r in roles])
+        wire = codec.broadcast_bytes(b, [codec.weights_field(encoded[r]) for r in roles])
+        assert codec.BroadcastMsg.FromString(wire) == built
+        assert len(wire) == built.ByteSize()
