@@ -32,6 +32,10 @@ class EnvSpec:
     leader_actions: int  # answers per query
     horizon: int  # steps of the longest extended episode (K + play steps); normalises the critic's clock
     current_answer: bool = False  # followers' context ends with the leader's current committed answer
+    max_abs_reward: float | None = None
+    """Largest |reward| one step can pay any role (None: not known for this domain). The learner
+    refuses received rewards beyond it: a value the game cannot produce is poison, even when it is
+    below the generic bound (issue 13: rewards of 9.9e5 inflated Adam's moments and stalled learning)."""
 
     def context_size(self, role: str) -> int:
         return 0 if role == LEADER else self.num_queries + int(self.current_answer)

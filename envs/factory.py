@@ -98,4 +98,14 @@ def env_spec(env: StackelbergEnv) -> EnvSpec:
         leader_actions=env.leader_actions,
         horizon=env.horizon,
         current_answer=env.current_answer,
+        max_abs_reward=_max_abs_reward(env),
     )
+
+
+def _max_abs_reward(env: StackelbergEnv) -> float | None:
+    """A matrix game pays at most max |payoff| per step, plus the follower's tie-break share of the
+    leader's payoff; other domains do not declare a bound."""
+    payoffs = getattr(env.base, "payoffs", None)
+    if not isinstance(payoffs, np.ndarray):
+        return None
+    return float(np.abs(payoffs).max()) * (1.0 + env.tie_break)

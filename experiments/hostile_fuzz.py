@@ -73,22 +73,24 @@ class HostileCases:
 
     def poison(self) -> codec.TrajectoryMsg:
         """Values at the edge of what validation admits: a behaviour log-prob of -100 or -9999 (the
-        ratio exp(logp - logp_behaviour) overflows), rewards near the 1e6 bound, clocks at the horizon."""
+        ratio exp(logp - logp_behaviour) overflows), rewards at the most the game can pay, clocks at
+        the horizon."""
+        edge = min(self.env.max_abs_reward or 9.9e5, 9.9e5)
         msg = self.valid()
         t = codec.decode_trajectory(msg, self.spec)
         a = t.arrays
         which = self.rng.randrange(4)
         if which == 0:
             a["logp"].reshape(-1)[self.rng.randrange(a["logp"].size)] = self.rng.choice([-100.0, -9999.0])
-            a["rewards"].reshape(-1)[0] = -9.9e5
+            a["rewards"].reshape(-1)[0] = -edge
         elif which == 1:
-            a["rewards"][:] = self.rng.choice([9.9e5, -9.9e5])
+            a["rewards"][:] = self.rng.choice([edge, -edge])
         elif which == 2:
             a["elapsed"][:] = self.env.horizon
             a["logp"][:] = -9999.0
         else:
             a["logp"][:] = 0.0
-            a["rewards"].reshape(-1)[-1] = 9.9e5
+            a["rewards"].reshape(-1)[-1] = edge
         return codec.encode_trajectory(t)
 
     # -- hostile pushes ---------------------------------------------------------------------------
@@ -232,7 +234,8 @@ class HostileCases:
             if self.rng.random() < 0.5
             else good[: self.rng.randrange(1, len(good))]
         )
-        return Case("raw_junk", rpc, [data], self.auth)
+        # Random bytes can parse as a valid small request (Register, Status, weights); not as an unroll.
+        return Case("raw_junk", rpc, [data], self.auth, may_accept=rpc != "PushTrajectories")
 
     def _case_register(self, _muts: object) -> Case:
         which = self.rng.randrange(3)

@@ -373,9 +373,15 @@ def check_values(t: Trajectory, env: EnvSpec) -> None:
     lp = a["logp"]
     if lp.size and (lp.min() < MIN_LOGP or lp.max() > 1e-3):
         raise codec.CodecError(f"trajectory field 'logp': log-probabilities outside [{MIN_LOGP:g}, 0]")
-    for name, arr in (("rewards", a["rewards"]), ("episode_returns", t.episode_returns)):
-        if arr.size and np.abs(arr).max() > MAX_ABS_VALUE:
-            raise codec.CodecError(f"trajectory field {name!r}: |value| above {MAX_ABS_VALUE:g}")
+    step_bound = MAX_ABS_VALUE
+    if env.max_abs_reward is not None:  # what this game can pay, with float32 slack
+        step_bound = min(step_bound, env.max_abs_reward * (1 + 1e-5) + 1e-6)
+    bounds = (step_bound, min(MAX_ABS_VALUE, step_bound * env.horizon))
+    for (name, arr), bound in zip(
+        (("rewards", a["rewards"]), ("episode_returns", t.episode_returns)), bounds
+    ):
+        if arr.size and np.abs(arr).max() > bound:
+            raise codec.CodecError(f"trajectory field {name!r}: |value| above {bound:g}")
     spec_t, spec_b = lp.shape
     r = t.episode_returns
     if r.shape[1] != len(env.roles) and r.shape[0]:

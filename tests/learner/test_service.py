@@ -25,7 +25,7 @@ from stackrl.protos import codec
 from stackrl.protos.security import ServiceConfigError, check_bind, is_loopback
 from stackrl.protos.transport import InProcessTransport
 
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-the-tests"  # 16+ characters: shorter tokens are refused off loopback
 
 
 # -- connecting ---------------------------------------------------------------------------------

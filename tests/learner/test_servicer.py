@@ -137,7 +137,11 @@ def _set(name, value):
         (_set("context", 2), r"'context': values outside \[-1, 2\)"),
         (_set("elapsed", 16), r"'elapsed': values outside \[0, 15\]"),
         (_set("logp", 0.5), r"'logp': log-probabilities outside"),
-        (_set("rewards", 2e6), r"'rewards': \|value\| above 1e\+06"),
+        (_set("rewards", 2e6), r"'rewards': \|value\| above 4\.1"),
+        # Issue 13: in range for the generic 1e6 bound, but no stag_hunt step pays 1000 (max payoff 4
+        # plus the tie-break share): such a value is poison and inflated Adam's moments.
+        (_set("rewards", 1000.0), r"'rewards': \|value\| above 4\.1"),
+        (lambda t: setattr(t, "episode_returns", np.full((1, 2), 500.0, np.float32)), r"'episode_returns'"),
         (lambda t: setattr(t, "episode_returns", np.zeros((1, 3), np.float32)), "3 columns, expected 2"),
         (lambda t: setattr(t, "env_steps", 81), r"'env_steps': 81 > T\*B = 80"),
     ],
