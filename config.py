@@ -291,8 +291,12 @@ class LearnerConfig:
     """Bound of the learner's trajectory queue; full means actors wait (back-pressure)."""
     device: str = "auto"
     """`auto` (CUDA when present), `cpu` or `cuda`."""
-    threads: int = 1
-    """torch CPU threads of the learner."""
+    threads: int = 0
+    """torch CPU threads of the learner; 0 (auto): the cores its local actors leave idle, measured
+    through the run (`learner/thread_budget.py`; serial runs: 1; no local actors: every core)."""
+    precision: str = "fp32"
+    """`fp32`, or `bf16`: the networks' forward and backward passes under bfloat16 autocast (CUDA, or a
+    CPU with bf16 instructions); losses, V-trace and Adam stay in fp32."""
 
     def validate(self) -> None:
         for key in ("lr_leader", "lr_follower"):
@@ -311,7 +315,12 @@ class LearnerConfig:
             "learner.device",
             f"must be 'auto', 'cpu' or 'cuda', got {self.device!r}",
         )
-        _require(self.threads >= 1, "learner.threads", "must be >= 1")
+        _require(self.threads >= 0, "learner.threads", f"must be >= 0 (0: auto), got {self.threads}")
+        _require(
+            self.precision in ("fp32", "bf16"),
+            "learner.precision",
+            f"must be 'fp32' or 'bf16', got {self.precision!r}",
+        )
 
 
 PHASE_KINDS = ("pretrain", "leader", "alternate", "inner_outer")

@@ -31,6 +31,7 @@ from stackrl.learner.learner import Learner
 from stackrl.learner.preemption import Preempted, stop_on_signals
 from stackrl.learner.servicer import LearnerServicer, Publisher, Unroll, expected_specs
 from stackrl.learner.status_line import StatusLine
+from stackrl.learner.thread_budget import usable_cores
 from stackrl.protos import codec, rpc
 from stackrl.protos.security import TokenInterceptor, check_bind, server_credentials
 from tqdm import tqdm
@@ -205,7 +206,8 @@ class LearnerServer:
     def _run(
         self, progress: bool, on_tick: Callable[[], None] | None, log_every_s: float
     ) -> dict[str, Any] | None:
-        torch.set_num_threads(self.cfg.learner.threads)
+        # auto (0): every core of the allocation; a launcher with local actors narrows it (thread_budget.py)
+        torch.set_num_threads(self.cfg.learner.threads or usable_cores())
         learner = self.learner
         total = self.cfg.schedule.total_env_steps
         status = StatusLine(0.0 if progress else log_every_s, total, learner.env_steps)

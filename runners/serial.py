@@ -35,7 +35,7 @@ def run_serial(
 def _run(
     cfg: ExperimentConfig, run_dir: Path | None, progress: bool, stopped: list[int], status: StatusLine
 ) -> dict:
-    torch.set_num_threads(cfg.learner.threads)
+    torch.set_num_threads(cfg.learner.threads or 1)  # auto: 1 (learner/thread_budget.py)
     learner = Learner(cfg, run_dir)
     transport = InProcessTransport(cfg.learner.queue_size)
     actors = [Actor(learner.cfg, i, transport.actor()) for i in range(cfg.actor.num_actors)]
