@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
-from stackrl.protos import stackrl_pb2 as _pb
+from stackrl.protos import codec as _pb  # the message types, named in the codec
 from stackrl.protos import stackrl_pb2_grpc as _generated
 
 LearnerStub = _generated.LearnerStub
