@@ -634,6 +634,13 @@ def bench_atari(
     show_default=True,
     help="Seconds a simulated actor spends per unroll (a real Atari actor on one core: ~0.12); 0: none.",
 )
+@click.option(
+    "--record",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Unrolls recorded from a real actor and replayed.",
+)
 @click.option("--json", "json_path", default=None, help="Write the rows to this JSON file.")
 @click.option("--set", "overrides", multiple=True, help="Config override applied to the learner.")
 def bench_scale(
@@ -645,6 +652,7 @@ def bench_scale(
     both: bool,
     processes: int,
     unroll_s: float,
+    record: int,
     json_path: str | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -658,12 +666,12 @@ def bench_scale(
         _fail(f"--actors: expected comma-separated integers, got {actors!r}")
     if not counts or min(counts) < 1:
         _fail("--actors: every count must be >= 1")
-    if processes < 1 or seconds <= 0 or warmup < 0 or unroll_s < 0:
-        _fail("--processes must be >= 1, --seconds > 0, --warmup and --unroll-s >= 0")
+    if processes < 1 or record < 1 or seconds <= 0 or warmup < 0 or unroll_s < 0:
+        _fail("--processes and --record must be >= 1, --seconds > 0, --warmup and --unroll-s >= 0")
     modes = (True, False) if both else (not no_update,)
     try:
         run_scale_benchmark(
-            env_name, counts, seconds, warmup, modes, processes, unroll_s, json_path, overrides
+            env_name, counts, seconds, warmup, modes, processes, unroll_s, json_path, overrides, record
         )
     except ConfigError as e:
         _fail(str(e))

@@ -273,7 +273,7 @@ def run_atari_benchmark(
     p = len(_spec_and_nets(cfg)[0].roles) - 1
     # Components are measured before and after the end-to-end window and averaged, so that the
     # limit and the end-to-end rate see the same (possibly drifting) machine.
-    component_s = max(3.0, seconds / 4)
+    component_s = max(1.0, seconds / 4)
 
     def components() -> tuple[dict, dict, dict]:
         return (
