@@ -1,18 +1,19 @@
 """How many actors one learner can feed: `stackrl bench scale`.
 
 For each actor count M, a real learner service (`LearnerServer`, real gRPC on 127.0.0.1, a token)
-runs in this process, and M simulated actors (experiments/scale_sim.py) run in a few child
+runs in a fresh process, and M simulated actors (experiments/scale_sim.py) run in a few child
 processes, replaying unrolls recorded once from a real actor of the Atari pricing game. Each
 simulated actor registers, holds a weight stream, pushes one unroll at a time and pulls weights only
 between unrolls when its copy is stale. After a warm-up, learner-side counters, its CPU time and its
-RSS are read at the edges of a fixed window:
+RSS are read at the edges of a fixed window, which opens once every simulated actor has registered and
+pulled its first weights:
 
   ingest            agent steps (T x B per trajectory) and wire MB the learner consumed per second
   demand            what the simulated actors would push at `unroll_s` per unroll, unbounded learner
   push p50/p99      client-side latency of a whole PushTrajectories call (includes back-pressure)
   weights           PullWeights bytes the learner sent per second, and per unroll it consumed (the
                     bound is one copy of every role's weights: the copy column)
-  learner RSS/CPU   of this process (the learner, its gRPC threads; the simulated actors are children)
+  learner RSS/CPU   of the learner's process (its gRPC threads included; the actors are its children)
   busy / failed     RESOURCE_EXHAUSTED answers for the call budget (backed off and retried) / every
                     other failed call; rejected: unrolls the learner refused as invalid
 
@@ -153,15 +154,27 @@ def measure(
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     n_proc = max(1, min(processes, actors))
-    start = time.time() + 3.0  # time for the processes to start and register (not measured)
-    window = (start + warmup, start + warmup + seconds)
+    window = ctx.Array("d", [float("inf"), float("inf")])  # set once every actor holds weights
     procs = []
     for p in range(n_proc):
         count = actors // n_proc + (1 if p < actors % n_proc else 0)
-        plan = SimPlan(server.address, token, p, count, unroll_s, window)
-        proc = ctx.Process(target=run_sim_process, args=(plan, rec.unrolls, window[1], out), daemon=True)
+        plan = SimPlan(server.address, token, p, count, unroll_s)
+        proc = ctx.Process(target=run_sim_process, args=(plan, rec.unrolls, window, out), daemon=True)
         proc.start()
         procs.append(proc)
+    # Every simulated actor registered and pulled its first copy of every role's weights: the 7 MB
+    # first pulls and the spawn of the processes stay out of the window.
+    first_copies = actors * len(server.learner.nets)
+    deadline = time.time() + 120
+    while server.servicer.weight_copies < first_copies:
+        if time.time() > deadline or not any(p.is_alive() for p in procs):
+            raise RuntimeError(
+                f"only {server.servicer.registered} of {actors} simulated actors registered and pulled "
+                f"weights within 120 s"
+            )
+        time.sleep(0.05)
+    now = time.time()
+    window[0], window[1] = now + warmup, now + warmup + seconds
     marks: dict[str, _Mark] = {}
 
     def tick() -> None:
@@ -188,6 +201,33 @@ def measure(
             if proc.is_alive():
                 proc.kill()
     return _row(server, rec, actors, update, unroll_s, marks, stats, rss)
+
+
+def _measure_worker(args: tuple[Any, ...], out: Any) -> None:
+    try:
+        out.put(measure(*args))
+    except BaseException as e:  # the parent raises it with the child's message
+        out.put(RuntimeError(f"bench scale row failed: {type(e).__name__}: {e}"))
+        raise
+
+
+def measure_in_child(*args: Any, timeout_s: float = 600.0) -> ScaleRow:
+    """`measure` in a fresh spawned process: each row's learner RSS is its own, not what the rows
+    before it left in this process's allocator."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_measure_worker, args=(args, out))  # not daemonic: it starts the actors
+    proc.start()
+    try:
+        got = out.get(timeout=timeout_s)
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+    if isinstance(got, BaseException):
+        raise got
+    row: ScaleRow = got
+    return row
 
 
 def _row(
@@ -279,9 +319,8 @@ def run_scale_benchmark(
     rows = []
     for update in update_modes:
         for m in counts:
-            row = measure(
-                scale_config(env, m, overrides), rec, m, seconds, warmup, update, processes, unroll_s
-            )
+            cfg = scale_config(env, m, overrides)
+            row = measure_in_child(cfg, rec, m, seconds, warmup, update, processes, unroll_s)
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
     print(format_table(rows))

@@ -122,7 +122,6 @@ class SimPlan:
     first_id: int  # a label only; the learner hands out the real ids at Register
     count: int
     unroll_s: float  # seconds between a push's reply and the next push (a real actor's unroll); 0: none
-    window: tuple[float, float]  # time.time() bounds of the measurement
 
 
 def _identity(b: bytes) -> bytes:
@@ -133,9 +132,14 @@ class _Sim:
     """One simulated actor on its own channel."""
 
     def __init__(
-        self, plan: SimPlan, unrolls: list[list[tuple[str, bytes]]], stats: SimStats, stop: asyncio.Event
+        self,
+        plan: SimPlan,
+        unrolls: list[list[tuple[str, bytes]]],
+        stats: SimStats,
+        stop: asyncio.Event,
+        window: Any,
     ):
-        self.plan, self.unrolls, self.stats, self.stop = plan, unrolls, stats, stop
+        self.plan, self.unrolls, self.stats, self.stop, self.window = plan, unrolls, stats, stop, window
         self.md = auth_metadata(plan.token)
         limit = _MAX_MB << 20
         self.channel = grpc.aio.insecure_channel(
@@ -224,7 +228,7 @@ class _Sim:
                     break
                 end = time.time()
                 stats.pushes.append((end, time.perf_counter() - t0))
-                if not served and plan.window[0] <= end <= plan.window[1]:
+                if not served and self.window[0] <= end <= self.window[1]:
                     served = True
                     stats.served += 1
                 if plan.unroll_s > 0:
@@ -239,14 +243,14 @@ class _Sim:
 
 
 async def _run_sims(
-    plan: SimPlan, unrolls: list[list[tuple[str, bytes]]], stop_at: float, stats: SimStats
+    plan: SimPlan, unrolls: list[list[tuple[str, bytes]]], window: Any, stats: SimStats
 ) -> None:
     stop = asyncio.Event()
-    sims = [_Sim(plan, unrolls, stats, stop) for _ in range(plan.count)]
+    sims = [_Sim(plan, unrolls, stats, stop, window) for _ in range(plan.count)]
     tasks = [asyncio.ensure_future(s.run()) for s in sims]
     begin = None
-    while time.time() < stop_at and not all(t.done() for t in tasks):
-        if begin is None and time.time() >= plan.window[0]:
+    while time.time() < window[1] and not all(t.done() for t in tasks):
+        if begin is None and time.time() >= window[0]:
             begin = _cpu()
         await asyncio.sleep(0.05)
     stats.cpu_seconds = _cpu() - begin if begin is not None else 0.0
@@ -259,11 +263,15 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-def run_sim_process(plan: SimPlan, unrolls: list[list[tuple[str, bytes]]], stop_at: float, out: Any) -> None:
-    """A process of `plan.count` simulated actors until `stop_at` (time.time()); puts its `SimStats`
-    (CPU seconds counted inside the measurement window)."""
+def run_sim_process(plan: SimPlan, unrolls: list[list[tuple[str, bytes]]], window: Any, out: Any) -> None:
+    """A process of `plan.count` simulated actors; puts its `SimStats` at the end.
+
+    `window` is a shared [begin, end] of `time.time()` values (multiprocessing.Array) that the
+    benchmark sets once every simulated actor holds its first weights; the actors stop at its end
+    and count CPU and served actors inside it.
+    """
     stats = SimStats()
     try:
-        asyncio.run(_run_sims(plan, unrolls, stop_at, stats))
+        asyncio.run(_run_sims(plan, unrolls, window, stats))
     finally:
         out.put(stats)
