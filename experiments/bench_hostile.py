@@ -59,14 +59,25 @@ REFUSED = {
 
 
 def hostile_config(overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """stag_hunt, PPO-clipped like the matrix presets, short enough for CI (exact value 40)."""
+    """stag_hunt with the matrix presets' learner settings (PPO clip, annealed rates, greedy frozen
+    followers, leader restarts), short enough for CI (exact value 40)."""
     data: dict[str, Any] = {
         "name": "hostile",
         "env": {"name": "stag_hunt", "num_games": 64},
-        "actor": {"num_actors": 1, "unroll_length": 30, "connect_deadline_s": 60},
-        "learner": {"ppo_clip": 0.2, "epochs": 2},
+        "actor": {
+            "num_actors": 1,
+            "unroll_length": 30,
+            "connect_deadline_s": 60,
+            "frozen_followers": "greedy",
+        },
+        "learner": {"ppo_clip": 0.2, "epochs": 2, "lr_anneal": True},
+        # Leader restarts, as in the matrix presets: one policy-gradient leader can settle on hare
+        # (20) instead of stag (40) with no attack at all; the best of three restarts does not.
         "schedule": {
-            "phases": [{"kind": "pretrain", "env_steps": 60_000}, {"kind": "leader", "env_steps": 30_000}]
+            "phases": [
+                {"kind": "pretrain", "env_steps": 60_000},
+                {"kind": "leader", "env_steps": 36_000, "restarts": 3, "restart_confidence": 0.9},
+            ]
         },
     }
     for key, value in (overrides or {}).items():

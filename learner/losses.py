@@ -15,6 +15,10 @@ network: one in-range value of -100 made exp(log pi - log mu) overflow float32 a
 NaN (issue 13, defect 3). exp(20) is far past any clip threshold, so honest data never meets the bound."""
 
 
+DUAL_CLIP = 3.0
+"""c of dual-clip PPO (Ye et al., 2020, who use 3): the most a negative advantage is weighted by."""
+
+
 def log_ratio(target_logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:
     """log(pi/mu), clamped to [-MAX_LOG_RATIO, MAX_LOG_RATIO] so that its exp stays finite."""
     return (target_logp - behaviour_logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
@@ -45,10 +49,16 @@ def clipped_policy_loss(
     mask: torch.Tensor,
     epsilon: float,
 ) -> torch.Tensor:
-    """PPO-style clipped surrogate on the ratio pi/mu (Schulman et al., 2017)."""
+    """PPO-style clipped surrogate on the ratio pi/mu (Schulman et al., 2017), dual-clipped (Ye et al.,
+    2020): with a negative advantage the surrogate is bounded below by DUAL_CLIP * advantage.
+
+    Plain PPO keeps the unclipped ratio * advantage when the advantage is negative, so a huge ratio
+    (a behaviour log-prob far below the current one: stale data, or a hostile actor's in-range -9999)
+    gives a maximal gradient every time; the dual clip makes its gradient zero beyond DUAL_CLIP."""
     ratio = torch.exp(log_ratio(action_log_probs(logits, actions), behaviour_logp))
     adv = advantages.detach()
     surrogate = torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv)
+    surrogate = torch.where(adv < 0, torch.max(surrogate, DUAL_CLIP * adv), surrogate)
     return -_masked_mean(surrogate, mask)
 
 

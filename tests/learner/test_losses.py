@@ -113,3 +113,25 @@ def test_empty_mask_gives_zero_loss_and_no_gradient():
     assert total.item() == 0.0
     total.backward()
     assert logits.grad.abs().sum() == 0 and values.grad.abs().sum() == 0
+
+
+def test_dual_clip_gives_no_gradient_to_a_huge_ratio_with_a_negative_advantage():
+    """Issue 13: a hostile in-range behaviour log-prob (-9999) makes pi/mu huge; plain PPO then keeps
+    ratio * advantage for a negative advantage and every such step is a maximal gradient. Dual clip
+    bounds it at DUAL_CLIP * advantage (no gradient), while an ordinary ratio still learns."""
+    import torch
+    from stackrl.learner import losses
+
+    logits = torch.zeros(1, 2, 3, requires_grad=True)
+    actions = torch.zeros(1, 2, dtype=torch.long)
+    behaviour = torch.tensor([[-9999.0, float(torch.log(torch.tensor(1 / 3)))]])
+    adv = torch.tensor([[-1.0, -1.0]])
+    mask = torch.tensor([[True, False]])
+    loss = losses.clipped_policy_loss(logits, actions, behaviour, adv, mask, epsilon=0.2)
+    loss.backward()
+    assert torch.isfinite(loss) and float(loss) == losses.DUAL_CLIP  # -(3 * -1)
+    assert logits.grad is not None and float(logits.grad.abs().sum()) == 0.0
+    logits.grad = None
+    loss = losses.clipped_policy_loss(logits, actions, behaviour, adv, ~mask, epsilon=0.2)
+    loss.backward()
+    assert float(logits.grad.abs().sum()) > 0  # ratio 1: the ordinary PPO gradient
