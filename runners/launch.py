@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import multiprocessing as mp
+import os
 import secrets
 import signal
 import sys
@@ -42,6 +43,7 @@ def actor_child(
 ) -> None:
     """Entry point of a spawned actor process; exits with the actor's exit code. With `log_queue`
     (runners/child_logs.py) its log records go to the launcher, which prints them."""
+    _die_with_parent()  # before the actor's imports: a launcher killed meanwhile must not orphan us
     from stackrl.actors.main import run_actor_process
 
     level = logging.DEBUG if verbose else logging.INFO
@@ -51,7 +53,6 @@ def actor_child(
         logging.basicConfig(
             level=level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
         )
-    _die_with_parent()
     try:
         code = run_actor_process(address, token, connect_deadline_s=connect_deadline_s)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the launcher cleans up
@@ -63,12 +64,20 @@ def actor_child(
 
 
 def _die_with_parent() -> None:
-    """On Linux, have the kernel send SIGTERM to this process if the launcher dies (no orphans)."""
+    """On Linux, have the kernel send SIGTERM to this process if the launcher dies (no orphans).
+
+    The signal only covers a launcher that dies after the request; one killed while this process was
+    still starting (a spawned child imports the package first) has already left it reparented, so
+    that is checked too: such an actor exits at once instead of retrying an absent learner for
+    `connect_deadline_s` (issue 13: early launcher kills orphaned actors for 60 s)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    parent = mp.parent_process()
+    if parent is not None and parent.pid != os.getppid():
+        os._exit(130)  # the launcher is gone; nothing to report to
 
 
 def _actor_process(

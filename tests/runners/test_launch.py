@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import subprocess
 import sys
@@ -145,3 +146,48 @@ def test_auto_threads_tick_checks_the_actors_and_budgets_their_idle_cores(monkey
     assert checks == [1] and seen == [[41]]
     cfg.learner.threads = 1
     assert launch._ticker(cfg, sup) is sup.check
+
+
+def _start_an_actor_then_die(pid_file: str) -> None:
+    """A launcher that is killed right after spawning its actor (while the actor is still importing)."""
+    import os as _os
+    from pathlib import Path as _Path
+
+    from stackrl.runners.launch import _actor_process
+
+    proc = _actor_process("127.0.0.1:9", None, 60.0, "orphan-candidate")
+    proc.start()
+    _Path(pid_file).write_text(str(proc.pid))
+    _os._exit(9)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie whose new parent has not reaped it counts)."""
+    from pathlib import Path as _Path
+
+    try:
+        return _Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal and /proc are Linux")
+def test_an_actor_whose_launcher_died_while_it_started_exits_at_once(tmp_path):
+    """Issue 13: a launcher killed early (before its actor asked for the parent-death signal) left the
+    actor retrying an absent learner for its whole connect deadline (60 s). It now notices that its
+    parent is gone as soon as it starts, and exits."""
+    import multiprocessing as _mp
+    import time as _time
+
+    pid_file = tmp_path / "actor.pid"
+    launcher = _mp.get_context("spawn").Process(target=_start_an_actor_then_die, args=(str(pid_file),))
+    launcher.start()
+    launcher.join(60)
+    pid = int(pid_file.read_text())
+    deadline = _time.monotonic() + 30
+    while not _gone(pid) and _time.monotonic() < deadline:
+        _time.sleep(0.2)
+    alive = not _gone(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the orphaned actor was still running 30 s after its launcher died"
