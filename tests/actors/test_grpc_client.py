@@ -4,6 +4,7 @@ actor id it stamps, and closing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -151,3 +152,39 @@ def test_an_actor_sends_its_token_off_loopback_only_to_a_learner_it_can_authenti
 def test_a_missing_tls_ca_file_is_a_clear_error(tmp_path):
     with pytest.raises(LearnerError, match="--tls-ca: cannot read"):
         GrpcActorEndpoint("10.1.2.3:50051", tls_ca=str(tmp_path / "nope.pem"))
+
+
+def test_a_push_refused_for_the_learners_budget_is_retried_until_a_slot_frees():
+    """Issue 16: at hundreds of actors the push budget (server.max_pushes) is spent for a moment; the
+    learner answers RESOURCE_EXHAUSTED at once, and the actor backs off and retries instead of dying."""
+    import grpc
+    from service_harness import raw_stub
+
+    cfg = make_cfg(max_pushes=1)
+    release = threading.Event()
+
+    def held():
+        release.wait()
+        yield from ()
+
+    with serving(cfg) as server:
+        channel, stub = raw_stub(server.port)
+        blocker = stub.PushTrajectories.future(held(), timeout=30)
+        endpoint = GrpcActorEndpoint(server.address, connect_deadline_s=20)
+        try:
+            endpoint.register()
+            wait_until(lambda: server.servicer.guard.open_counts()["push"] == 1)
+            pusher = threading.Thread(target=endpoint.push, args=(fake_unroll(cfg),))
+            pusher.start()
+            wait_until(lambda: server.servicer.guard.refused >= 2)  # refused, and refused again
+            assert endpoint.status().trajectories_received == 0
+            release.set()
+            pusher.join(20)
+            assert not pusher.is_alive()
+            wait_until(lambda: endpoint.status().trajectories_received == 1)
+        finally:
+            release.set()
+            with contextlib.suppress(grpc.RpcError):
+                blocker.result(timeout=5)
+            endpoint.close()
+            channel.close()
