@@ -694,6 +694,40 @@ def bench_hostile(messages: int, seed: int, json_path: str | None) -> None:
         sys.exit(1)
 
 
+@bench.command("peers")
+@click.option(
+    "--from-logs",
+    "folder",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder written by benchmarks/vs_peers.sh (NAME.cmd + NAME.log per run).",
+)
+@click.option(
+    "--warmup",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds of each peer's log skipped after its first update (the script's --warmup).",
+)
+@click.option(
+    "--seconds",
+    type=float,
+    default=None,
+    help="Length of each peer's window (the script's --seconds); default: to its last report.",
+)
+def bench_peers(folder: str, warmup: float, seconds: float | None) -> None:
+    """The table of benchmarks/vs_peers.sh: ours and the peers at equal SGD passes, read from the
+    runs' logs (this command installs and runs nothing; the script does)."""
+    from stackrl.experiments.vs_peers import run_peer_table
+
+    if warmup < 0 or (seconds is not None and seconds <= 0):
+        _fail("--warmup must be >= 0 and --seconds > 0")
+    try:
+        run_peer_table(folder, warmup, seconds)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+
+
 @main.command("eval")
 @click.argument("run_dir")
 @click.option("--episodes", type=int, default=8, show_default=True, help="Evaluation episodes per schedule.")

@@ -1,0 +1,9 @@
+stackrl
+bench
+atari
+--seconds
+25
+--warmup
+5
+--json
+/tmp/vsp_smoke3/stackrl_1pass.json
