@@ -23,10 +23,11 @@ What each column means, the same for every system:
                            on) between its timestamped FPS reports inside the window: from `warmup`
                            s after its first update, `seconds` long; divided by the frame skip when
                            `summaries_use_frameskip` is on (the Atari default: SF counts frames).
-                           The count grows in steps of one training batch (2,048 samples with the
-                           script's settings), so the window must hold many: at ~800 agent steps/s
-                           a 120 s window holds ~47 (error under ~2%); a 25 s smoke window under
-                           load holds one or two, and its rate says only that the run trained.
+                           The count grows in steps (seen in the script's smoke runs: 2,048
+                           samples in serial mode, 1,024 in async), so the window must hold many:
+                           at ~800 agent steps/s a 120 s window holds 47+ (error under ~2%); a
+                           25 s smoke window under load holds one or two, and its rate says only
+                           that the run trained.
   SGD passes per sample    ours `learner.epochs`; SF `num_epochs`.
   samples per opt. step    ours T x B x batch_trajectories (one update is one Adam step per epoch,
                            no minibatches); SF `batch_size` (its minibatch).
