@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # stackrl beside the peers users would pick instead, in one run (issue 15, "peer comparison").
 #
-#   benchmarks/vs_peers.sh [--seconds S] [--warmup S] [--out DIR] [--only LIST] [--install-only]
-#                          [--sf-env-agents N] [--sf-startup S]
+#   benchmarks/vs_peers.sh [--seconds S] [--warmup S] [--repeats N] [--out DIR] [--only LIST]
+#                          [--install-only] [--sf-env-agents N] [--sf-startup S]
 #
 # 1. Installs each peer into its own virtual environment under the cache folder
 #    (${STACKRL_PEERS_CACHE:-$HOME/.cache/stackrl-peers}), once: CPU torch first, then the peer with
@@ -20,6 +20,8 @@
 #      Sample Factory serial mode (--serial_mode=True: one process, torch on every core), 1 and 4 epochs
 #      Sample Factory asynchronous mode (2 rollout workers), 4 epochs
 #    Each run leaves DIR/<name>.cmd (its command line) and DIR/<name>.log (+ DIR/<name>.json for ours).
+#    --repeats N runs the whole sequence N times (names get @1..@N; ours and the peers alternate, so
+#    the machine's drift reaches all of them); the table shows each row's median and every run.
 # 3. Prints one table (`stackrl bench peers --from-logs DIR`, experiments/vs_peers.py): agent
 #    steps/s, SGD passes per sample, samples per optimizer step, precision, ours / peer at equal
 #    passes; also written to DIR/table.md and DIR/table.json.
@@ -36,6 +38,7 @@ warmup=30
 out=""
 only=""
 install_only=0
+repeats=1
 sf_env_agents=8     # games per SF rollout worker (2 workers)
 sf_startup=600      # at most this long before SF's first update (env creation, first rollout)
 while [[ $# -gt 0 ]]; do
@@ -44,6 +47,7 @@ while [[ $# -gt 0 ]]; do
     --warmup) warmup="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
+    --repeats) repeats="$2"; shift 2 ;;
     --sf-env-agents) sf_env_agents="$2"; shift 2 ;;
     --sf-startup) sf_startup="$2"; shift 2 ;;
     --install-only) install_only=1; shift ;;
@@ -91,10 +95,13 @@ sf_python="$cache/sample-factory-2.1.1/bin/python"
 [[ $install_only -eq 1 ]] && exit 0
 
 # -- runs ---------------------------------------------------------------------------------------------
-# run NAME COMMAND...: the command line to NAME.cmd (one argument a line), its output to NAME.log.
+# run CONFIG COMMAND...: the command line to NAME.cmd (one argument a line), its output to NAME.log,
+# where NAME is CONFIG plus the repeat's suffix (@K when --repeats > 1).
+suffix=""
 run() {
-  local name="$1"; shift
-  if [[ -n "$only" && ",$only," != *",$name,"* ]]; then return; fi
+  local config="$1"; shift
+  if [[ -n "$only" && ",$only," != *",$config,"* ]]; then return; fi
+  local name="$config$suffix"
   printf '%s\n' "$@" > "$out/$name.cmd"
   echo "vs_peers: $name ($(date -u +%H:%M:%S), load average $(cut -d' ' -f1 /proc/loadavg))"
   cut -d' ' -f1 /proc/loadavg > "$out/$name.load"
@@ -109,11 +116,8 @@ run() {
 
 ours() {
   local name="$1"; shift
-  run "$name" stackrl bench atari --seconds "$seconds" --warmup "$warmup" --json "$out/$name.json" "$@"
+  run "$name" stackrl bench atari --seconds "$seconds" --warmup "$warmup" --json "$out/$name$suffix.json" "$@"
 }
-ours stackrl_1pass
-ours stackrl_4pass --set learner.epochs=4 --set learner.ppo_clip=0.1
-ours stackrl_4pass_bf16 --set learner.epochs=4 --set learner.ppo_clip=0.1 --set learner.precision=bf16
 
 # Sample Factory's own envpool Atari example (sf_examples.envpool.atari: Nature CNN "convnet_atari",
 # frame skip 4, frame stack 4, its Atari defaults for everything not named here) with
@@ -129,11 +133,22 @@ sf() {
     "$sf_python" "$here/sf_envpool_atari.py" --stop_after_update_s=$((warmup + seconds)) \
     --env=atari_spaceinvaders --device=cpu --num_workers=2 --env_agents="$sf_env_agents" \
     --experiment_summaries_interval=3 \
-    --train_dir="$out/sf_train" --experiment="$name" --restart_behavior=overwrite \
+    --train_dir="$out/sf_train" --experiment="$name$suffix" --restart_behavior=overwrite \
     --save_every_sec=100000 --save_best_every_sec=100000 --with_wandb=False "$@"
 }
-sf sf_serial_1pass --serial_mode=True --num_epochs=1
-sf sf_serial_4pass --serial_mode=True --num_epochs=4
-sf sf_async_4pass --serial_mode=False --num_epochs=4
+
+ours_and_peers() {
+  ours stackrl_1pass
+  ours stackrl_4pass --set learner.epochs=4 --set learner.ppo_clip=0.1
+  ours stackrl_4pass_bf16 --set learner.epochs=4 --set learner.ppo_clip=0.1 --set learner.precision=bf16
+  sf sf_serial_1pass --serial_mode=True --num_epochs=1
+  sf sf_serial_4pass --serial_mode=True --num_epochs=4
+  sf sf_async_4pass --serial_mode=False --num_epochs=4
+}
+
+for ((k = 1; k <= repeats; k++)); do
+  if [[ $repeats -gt 1 ]]; then suffix="@$k"; fi
+  ours_and_peers
+done
 
 stackrl bench peers --from-logs "$out" --warmup "$warmup" --seconds "$seconds"
