@@ -44,7 +44,9 @@ def actor_critic_loss(
     ctx = context.flatten(0, 1) if context.shape[-1] else None
     # bf16: only the network runs under autocast; everything after it (V-trace, losses) is fp32.
     with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        logits, values = net(obs.flatten(0, 1), ctx, batch["elapsed"].flatten(0, 1))  # [(T+1)*B, A], [(T+1)*B]
+        logits, values = net(
+            obs.flatten(0, 1), ctx, batch["elapsed"].flatten(0, 1)
+        )  # [(T+1)*B, A], [(T+1)*B]
     logits = logits.float().view(t1, b, -1)
     values = values.float().view(t1, b)
 
