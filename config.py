@@ -292,8 +292,8 @@ class LearnerConfig:
     device: str = "auto"
     """`auto` (CUDA when present), `cpu` or `cuda`."""
     threads: int = 0
-    """torch CPU threads of the learner; 0 (auto): the cores its local actors leave idle, measured
-    through the run (`learner/thread_budget.py`; serial runs: 1; no local actors: every core)."""
+    """torch CPU threads of the learner; 0 (auto): the cores the rest of the machine leaves idle,
+    measured through the run (`learner/thread_budget.py`; serial runs: 1)."""
     precision: str = "fp32"
     """`fp32`, or `bf16`: the networks' forward and backward passes under bfloat16 autocast (CUDA, or a
     CPU with bf16 instructions); losses, V-trace and Adam stay in fp32."""

@@ -32,7 +32,6 @@ from typing import Any, cast
 
 from stackrl.config import ExperimentConfig
 from stackrl.learner.service import LearnerServer
-from stackrl.learner.thread_budget import ThreadBudget
 from stackrl.runners.launch import LaunchError, check_actors, start_actors, stop_actors
 from stackrl.runners.presets import build_config
 
@@ -146,14 +145,8 @@ def measure(
     procs: list[BaseProcess] = []
     marks: dict[str, Any] = {"start": time.monotonic()}  # times (float) and _Mark snapshots
 
-    budget: list[ThreadBudget] = []  # learner.threads=0: the launcher's rule, started with the actors
-
     def tick() -> None:
         check_actors(procs)
-        if cfg.learner.threads == 0 and procs:
-            if not budget:
-                budget.append(ThreadBudget(lambda: _pids(procs)))
-            budget[0].tick()
         now = time.monotonic()
         if "begin" in marks:
             if now - marks["begin"].time >= seconds:

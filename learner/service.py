@@ -31,7 +31,7 @@ from stackrl.learner.learner import Learner
 from stackrl.learner.preemption import Preempted, stop_on_signals
 from stackrl.learner.servicer import LearnerServicer, Publisher, Unroll, expected_specs
 from stackrl.learner.status_line import StatusLine
-from stackrl.learner.thread_budget import usable_cores
+from stackrl.learner.thread_budget import ThreadBudget
 from stackrl.protos import codec, rpc
 from stackrl.protos.security import TokenInterceptor, check_bind, server_credentials
 from tqdm import tqdm
@@ -206,8 +206,10 @@ class LearnerServer:
     def _run(
         self, progress: bool, on_tick: Callable[[], None] | None, log_every_s: float
     ) -> dict[str, Any] | None:
-        # auto (0): every core of the allocation; a launcher with local actors narrows it (thread_budget.py)
-        torch.set_num_threads(self.cfg.learner.threads or usable_cores())
+        # auto (0): the cores the rest of the machine leaves idle, re-measured (thread_budget.py)
+        budget = ThreadBudget() if self.cfg.learner.threads == 0 else None
+        if budget is None:
+            torch.set_num_threads(self.cfg.learner.threads)
         learner = self.learner
         total = self.cfg.schedule.total_env_steps
         status = StatusLine(0.0 if progress else log_every_s, total, learner.env_steps)
@@ -219,6 +221,13 @@ class LearnerServer:
             while not learner.done and not self._stop.is_set():
                 if on_tick is not None:
                     on_tick()
+                if budget is not None and budget.tick() is not None:
+                    log.info(
+                        "learner threads: %d (others use %.2f of %d cores)",
+                        budget.threads,
+                        budget.load,
+                        budget.cores,
+                    )
                 try:
                     unroll = self.queue.get(timeout=0.1)
                 except queue.Empty:

@@ -17,14 +17,13 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from stackrl.config import ExperimentConfig
 from stackrl.learner.service import LearnerServer
-from stackrl.learner.thread_budget import ThreadBudget
 from stackrl.runners.child_logs import forwarded_logs, log_to_queue
 
 log = logging.getLogger(__name__)
@@ -229,22 +228,6 @@ def resume_config(run_dir: str | Path) -> tuple[ExperimentConfig, Path]:
     return cfg, run_dir
 
 
-def _ticker(cfg: ExperimentConfig, sup: ActorSupervisor) -> Callable[[], None]:
-    """What the learner's loop calls about every 0.1 s: the actor supervisor, and with
-    `learner.threads: 0` the thread budget (the cores the actors leave idle, re-measured)."""
-    if cfg.learner.threads:
-        return sup.check
-    budget = ThreadBudget(lambda: [p.pid for p in sup.procs if p.pid is not None])
-
-    def tick() -> None:
-        sup.check()
-        threads = budget.tick()
-        if threads is not None:
-            log.info("learner threads: %d (actors use %.2f of %d cores)", threads, budget.load, budget.cores)
-
-    return tick
-
-
 def run_local(
     cfg: ExperimentConfig,
     run_dir: Path | None,
@@ -278,7 +261,7 @@ def run_local(
             sup = ActorSupervisor(
                 address, token, cfg.actor.num_actors, cfg.actor.connect_deadline_s, log_queue=log_queue
             )
-            result = server.run(progress, on_tick=_ticker(cfg, sup), log_every_s=log_every_s)
+            result = server.run(progress, on_tick=sup.check, log_every_s=log_every_s)
             if result is None:
                 raise LaunchError("the learner stopped before the schedule ended")
             procs = sup.procs

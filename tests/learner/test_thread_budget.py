@@ -1,11 +1,17 @@
-"""The learner's thread rule (learner/thread_budget.py): the cores the actors leave idle."""
+"""The learner's thread rule (learner/thread_budget.py): the cores the rest of the machine leaves idle."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from stackrl.learner.thread_budget import ThreadBudget, learner_threads, process_cpu_seconds
+from stackrl.learner.thread_budget import (
+    ThreadBudget,
+    busy_cpu_seconds,
+    learner_threads,
+    others_cpu_seconds,
+    process_cpu_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,34 +30,48 @@ def test_rule_on_a_1_and_2_core_view(cores, load, threads):
     assert learner_threads(cores, load) == threads
 
 
-def test_budget_measures_the_load_over_a_window_and_resizes():
+def test_budget_starts_at_one_thread_and_follows_the_measured_load():
     now = [0.0]
-    cpu = {11: 0.0, 12: 0.0}
+    others = [0.0]
     applied = []
     budget = ThreadBudget(
-        lambda: list(cpu),
-        cores=2,
+        {0, 1},
         window_s=5.0,
         clock=lambda: now[0],
-        cpu_seconds=cpu.get,
+        others_seconds=lambda cpus: others[0],
         set_threads=applied.append,
     )
-    assert applied == [2]  # nothing measured yet: every core
+    assert applied == [1]  # nothing measured yet: one thread
     now[0] = 4.0
     assert budget.tick() is None  # inside the window
-    now[0], cpu[11], cpu[12] = 5.0, 5.0, 5.0  # both actors busy for the whole window
-    assert budget.tick() == 1 and budget.load == pytest.approx(2.0)
-    now[0], cpu[11], cpu[12] = 10.0, 5.5, 5.5  # then 0.1 core each
+    now[0], others[0] = 5.0, 1.0  # others used 0.2 core: the idle core goes to the learner
     assert budget.tick() == 2 and budget.load == pytest.approx(0.2)
-    assert applied == [2, 1, 2]
-    cpu[13] = 100.0  # a restarted actor counts from when it is first seen, not its past
-    now[0] = 15.0
-    assert budget.tick() is None and budget.load == pytest.approx(0.0)
+    now[0], others[0] = 10.0, 11.0  # both cores busy elsewhere (actors of a matrix game)
+    assert budget.tick() == 1 and budget.load == pytest.approx(2.0)
+    now[0], others[0] = 15.0, 20.0
+    assert budget.tick() is None  # unchanged count: nothing applied
+    assert applied == [1, 2, 1]
 
 
-def test_process_cpu_seconds_reads_this_process():
-    t0 = process_cpu_seconds(os.getpid())
-    assert t0 is not None
+def test_budget_without_proc_stays_at_one_thread():
+    applied = []
+    now = [0.0]
+    budget = ThreadBudget(
+        {0, 1}, clock=lambda: now[0], others_seconds=lambda cpus: None, set_threads=applied.append
+    )
+    now[0] = 60.0
+    assert budget.tick() is None and applied == [1]
+
+
+def test_cpu_time_readers_see_this_process_and_the_machine(tmp_path):
+    me = os.getpid()
+    cpus = set(os.sched_getaffinity(0))
+    t0, b0 = process_cpu_seconds(me), busy_cpu_seconds(cpus)
+    assert t0 is not None and b0 is not None and others_cpu_seconds(cpus) is not None
     sum(i * i for i in range(2_000_000))  # burn some CPU
-    assert process_cpu_seconds(os.getpid()) > t0
+    assert process_cpu_seconds(me) > t0 and busy_cpu_seconds(cpus) > b0
     assert process_cpu_seconds(2**22 + 12345) is None  # no such process
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  9 9 9 9 9 9 9 9\ncpu0 100 0 50 1000 10 0 0 0\ncpu1 7 0 0 0 0 0 0 0\n")
+    # cpu0 only: user + system (idle and iowait are not busy), in clock ticks
+    assert busy_cpu_seconds({0}, str(stat)) == pytest.approx(150 / os.sysconf("SC_CLK_TCK"))

@@ -118,36 +118,6 @@ def test_a_signal_stops_the_launcher_and_its_actor_processes(tmp_path, sig):
             proc.kill()
 
 
-def test_auto_threads_tick_checks_the_actors_and_budgets_their_idle_cores(monkeypatch):
-    """learner.threads=0: the launcher's tick runs the actor supervisor and the thread budget, which
-    measures the actor processes it is given (learner/thread_budget.py); a set count skips it."""
-    import types
-
-    from stackrl.config import ExperimentConfig
-    from stackrl.runners import launch
-
-    seen = []
-
-    class FakeBudget:
-        def __init__(self, pids):
-            self.pids, self.load, self.cores = pids, 0.2, 2
-
-        def tick(self):
-            seen.append(self.pids())
-            return 2
-
-    monkeypatch.setattr(launch, "ThreadBudget", FakeBudget)
-    checks = []
-    sup = types.SimpleNamespace(procs=[types.SimpleNamespace(pid=41), types.SimpleNamespace(pid=None)])
-    sup.check = lambda: checks.append(1)
-    cfg = ExperimentConfig()
-    cfg.learner.threads = 0
-    launch._ticker(cfg, sup)()
-    assert checks == [1] and seen == [[41]]
-    cfg.learner.threads = 1
-    assert launch._ticker(cfg, sup) is sup.check
-
-
 def _start_an_actor_then_die(pid_file: str) -> None:
     """A launcher that is killed right after spawning its actor (while the actor is still importing)."""
     import os as _os
