@@ -1,7 +1,7 @@
 """Issue 14: `stackrl sweep GRID.yaml` expands a grid into named runs under one run root, runs them as
 a bounded local pool, lists the cells that failed with the command that reruns them, skips finished
 cells on a rerun, and `stackrl report` aggregates the root. (The Slurm job-array backend is tested on
-a real cluster in tests/deploy/test_slurm.py.)"""
+a real cluster in tests/deploy/test_slurm_cluster.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """runners/slurm.py: the two sbatch submissions `stackrl slurm submit` makes, checked against a fake
 `sbatch` on PATH that records its arguments and environment (the real cluster path is tested in
-tests/deploy/test_slurm.py): each job's own resource request, the learner requeueable and resumable,
+tests/deploy/test_slurm_cluster.py): each job's own resource request, the learner requeueable and resumable,
 the actors started after it, the token only in the environment, and a refused submission cancels
 the learner's job."""
 
