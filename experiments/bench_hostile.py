@@ -43,6 +43,7 @@ from stackrl.envs.factory import env_spec, make_stackelberg_env
 from stackrl.experiments.hostile_fuzz import Case, HostileCases
 from stackrl.protos import codec
 from stackrl.protos.security import auth_metadata
+from stackrl.runners.presets import load_experiment, merge
 
 RSS_BOUND_MB = 256.0
 EXIT_BOUND_S = 10.0
@@ -59,27 +60,18 @@ REFUSED = {
 
 
 def hostile_config(overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """stag_hunt with the matrix presets' learner settings (PPO clip, annealed rates, greedy frozen
-    followers, leader restarts), short enough for CI (exact value 40)."""
-    data: dict[str, Any] = {
-        "name": "hostile",
-        "env": {"name": "stag_hunt", "num_games": 64},
-        "actor": {
-            "num_actors": 1,
-            "unroll_length": 30,
-            "connect_deadline_s": 60,
-            "frozen_followers": "greedy",
+    """stag_hunt (exact value 40) on the `matrix_meta` preset, the one the named-game benchmark
+    measures exact on every seed: a learner that reaches it after the attack learned as if there
+    had been none. (A shorter custom schedule, 60k + 3 x 12k steps, ended at 38 in 1 of a few CI
+    runs with no attack involved.)"""
+    data: dict[str, Any] = merge(
+        load_experiment("matrix", "meta"),
+        {
+            "name": "hostile",
+            "env": {"name": "stag_hunt"},
+            "actor": {"num_actors": 1, "connect_deadline_s": 60},
         },
-        "learner": {"ppo_clip": 0.2, "epochs": 2, "lr_anneal": True},
-        # Leader restarts, as in the matrix presets: one policy-gradient leader can settle on hare
-        # (20) instead of stag (40) with no attack at all; the best of three restarts does not.
-        "schedule": {
-            "phases": [
-                {"kind": "pretrain", "env_steps": 60_000},
-                {"kind": "leader", "env_steps": 36_000, "restarts": 3, "restart_confidence": 0.9},
-            ]
-        },
-    }
+    )
     for key, value in (overrides or {}).items():
         node = data
         *parents, last = key.split(".")

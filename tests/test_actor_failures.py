@@ -215,7 +215,9 @@ class _FakeProc:
 def test_supervisor_restarts_with_backoff_up_to_a_cap_and_never_restarts_a_refused_actor(monkeypatch, caplog):
     import stackrl.runners.launch as launch
 
-    monkeypatch.setattr(launch, "_actor_process", lambda address, token, deadline, name: _FakeProc(name))
+    monkeypatch.setattr(
+        launch, "_actor_process", lambda address, token, deadline, name, *rest: _FakeProc(name)
+    )
     caplog.set_level(logging.WARNING)
     sup = launch.ActorSupervisor(
         "127.0.0.1:1", "t", 2, 5.0, max_restarts=2, base_delay_s=0.1, max_delay_s=1.0

@@ -14,7 +14,8 @@ from pathlib import Path
 import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_PACKAGE = {"tests", "runs", "docs", "build", "stackrl.egg-info"}
+# benchmarks/ holds scripts around the package; sf_envpool_atari.py runs inside the peer's own venv.
+NOT_PACKAGE = {"tests", "runs", "docs", "build", "stackrl.egg-info", "benchmarks"}
 
 
 def _norm(name: str) -> str:

@@ -137,6 +137,8 @@ def test_result_fields_for_a_matrix_game(learner, in_process_actor):
         "dropped_stale", "eval_history",
         # the exact yardsticks of a matrix game
         "exact_value", "gap", "leader_value_vs_best_response", "follower_check",
+        # the post-training check: a fresh follower against the frozen final leader
+        "equilibrium_check",
     }  # fmt: skip
     exact = solve_env(learner.cfg.env).value
     assert res["game"] == "stag_hunt" and res["method"] == "meta"
