@@ -86,19 +86,10 @@ def record_in_child(cfg: ExperimentConfig, n: int, timeout_s: float = 300.0) -> 
     return rec
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def stamp(msg: bytes, actor_id: int, version: int) -> bytes:
     """`msg` with TrajectoryMsg.actor_id (field 2) and .version (field 3) replaced: appended varint
     fields override the recorded ones when parsed."""
-    return msg + b"\x10" + _varint(actor_id) + b"\x18" + _varint(version)
+    return msg + b"\x10" + codec.varint(actor_id) + b"\x18" + codec.varint(version)
 
 
 @dataclass

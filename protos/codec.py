@@ -302,7 +302,7 @@ def weights_field(rw: pb.RoleWeights) -> bytes:
     """`rw` serialized as one entry of BroadcastMsg.weights (field 8, length-delimited): a learner
     serializes each role once per version and answers every pull by concatenation (`broadcast_bytes`)."""
     data = rw.SerializeToString()
-    return _BROADCAST_WEIGHTS_TAG + _varint(len(data)) + data
+    return _BROADCAST_WEIGHTS_TAG + varint(len(data)) + data
 
 
 def broadcast_bytes(b: Broadcast, fields: Iterable[bytes]) -> bytes:
@@ -315,7 +315,8 @@ def broadcast_bytes(b: Broadcast, fields: Iterable[bytes]) -> bytes:
 _BROADCAST_WEIGHTS_TAG = bytes([(pb.BroadcastMsg.DESCRIPTOR.fields_by_name["weights"].number << 3) | 2])
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of `n` >= 0 (for splicing fields onto serialized messages)."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
