@@ -273,8 +273,8 @@ def run_eval(
     if regret_steps > 0:
         plateau = Plateau(plateau_every) if plateau_every > 0 else None
 
-        def scratch_return(fresh: dict[str, PolicyNet]) -> float:
-            r = rollout(
+        def play_scratch(fresh: dict[str, PolicyNet]):  # the schedule against context-free followers
+            return rollout(
                 env,
                 {**fresh, LEADER: nets[LEADER]},
                 "table",
@@ -283,20 +283,14 @@ def run_eval(
                 seed=seed,
                 greedy=greedy,
             )
-            return float(np.mean(r.follower_returns))
+
+        def scratch_return(fresh: dict[str, PolicyNet]) -> float:
+            return float(np.mean(play_scratch(fresh).follower_returns))
 
         scratch_nets, info = train_scratch_followers(
             cfg, schedule, regret_steps, max_episode_steps, plateau=plateau, evaluate=scratch_return
         )
-        scratch = rollout(
-            env,
-            {**scratch_nets, LEADER: nets[LEADER]},
-            "table",
-            schedule,
-            follower_context=False,
-            seed=seed,
-            greedy=greedy,
-        )
+        scratch = play_scratch(scratch_nets)
         regrets = [s - c for s, c in zip(scratch.follower_returns, contextual.follower_returns)]
         report.update(
             {
