@@ -350,6 +350,19 @@ class PhaseConfig:
     keeps the plain fresh network. A fresh network is nearly uniform, so restarts from it follow
     nearly the same gradient path into the same local optimum; a random start puts each restart in
     another basin."""
+    screen: int = 0
+    """leader: before the first of its restarts, evaluate this many distinct random commitments
+    (answer tables; all of them when there are no more) against the frozen followers, greedy as the
+    restarts are judged, and start the later restarts from the best instead of from random draws. The
+    screen's best is itself a candidate leader. A contextual follower answers any commitment at
+    once, so a screen costs one evaluation episode per table: a population of leaders in parallel,
+    where restarts are a population in sequence. 0: no screen."""
+    verify: bool = False
+    """leader, matrix games with one follower: judge every candidate leader that would be kept (each
+    restart's and the screen's) by its value against a fresh tabular follower trained on its play
+    (the equilibrium check's cross-entropy follower) whenever that follower earns more than the
+    contextual one: a commitment is worth what it earns against a best response, not against the
+    contextual follower's mistake. Learned from play alone; the exact solver is never asked."""
     inner_patience: int = 4
     """inner_outer: follower updates without improvement before its training counts as converged."""
     inner_min_updates: int = 4
@@ -382,6 +395,18 @@ class PhaseConfig:
             self.env_steps >= self.restarts,
             f"{key}.restarts",
             f"{self.restarts} restarts need at least as many env steps, got {self.env_steps}",
+        )
+        _require(self.screen >= 0, f"{key}.screen", f"must be >= 0, got {self.screen}")
+        for name in ("screen", "verify"):
+            _require(
+                not getattr(self, name) or self.kind == "leader",
+                f"{key}.{name}",
+                "only a `leader` phase has it",
+            )
+        _require(
+            not (self.screen and self.restarts > 1) or self.restart_confidence > 0,
+            f"{key}.screen",
+            "restarts start from the screen's tables only with restart_confidence > 0",
         )
         _require(self.stop_when_frozen >= 0, f"{key}.stop_when_frozen", "must be >= 0")
         _require(self.inner_tolerance >= 0, f"{key}.inner_tolerance", "must be >= 0")

@@ -97,14 +97,18 @@ class Evaluator:
         return out
 
     @torch.no_grad()
+    def play_table(self, nets: dict[str, PolicyNet], res: EvalResult) -> list[int]:
+        """What the greedy leader of `res` plays per play observation (a matrix game's leader table)."""
+        if self.cfg.env.commit:
+            return list(res.leader_answers)  # committed: it plays its answers
+        # it samples again in play: its greedy move on each (unflagged) play observation
+        obs = torch.as_tensor(self.env.query_set, device=self.device)
+        return [int(a) for a in nets[LEADER](obs)[0].argmax(-1).cpu().tolist()]
+
     def equilibrium_fields(self, nets: dict[str, PolicyNet], res: EvalResult) -> dict[str, Any]:
         """The post-training equilibrium check (learner/equilibrium_check.py): a fresh tabular follower
         trained against what the frozen greedy leader plays, next to the run's own follower."""
-        if self.cfg.env.commit:
-            play = list(res.leader_answers)  # committed: it plays its answers
-        else:  # it samples again in play: its greedy move on each (unflagged) play observation
-            obs = torch.as_tensor(self.env.query_set, device=self.device)
-            play = nets[LEADER](obs)[0].argmax(-1).cpu().tolist()
+        play = self.play_table(nets, res)
         payoffs, length = resolve_game(self.cfg.env.name, self.cfg.env.payoffs, self.cfg.env.episode_length)
         game = MatrixGameSpec.of(payoffs, length, self.cfg.env.memory)
         return equilibrium_check(game, np.asarray(play, np.int64), res.follower_values[0], seed=self.cfg.seed)

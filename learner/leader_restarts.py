@@ -35,15 +35,26 @@ def fit_commitment(
 class BestLeader:
     def __init__(self) -> None:
         self.value: float | None = None
+        self.consistent = True
+        """Whether the kept leader's value was earned against the run's own follower (no judge
+        overruled it, learner/candidate_judge.py)."""
         self.state: dict[str, torch.Tensor] | None = None
         self.values: list[float] = []  # every restart's evaluated value, in order
 
-    def offer(self, value: float, net: torch.nn.Module) -> bool:
-        """Keep `net`'s weights if `value` beats the best so far (ties keep the earlier leader)."""
+    def beats(self, value: float, consistent: bool = True) -> bool:
+        """`value` beats the kept leader: higher, or equal and consistent where the kept one was not
+        (its follower then plays the best response it is reported against). Ties otherwise keep the
+        earlier leader."""
+        if self.value is None or value > self.value + 1e-9:
+            return True
+        return value >= self.value - 1e-9 and consistent and not self.consistent
+
+    def offer(self, value: float, net: torch.nn.Module, consistent: bool = True) -> bool:
+        """Keep `net`'s weights if `value` (with `consistent`) beats the kept leader."""
         self.values.append(float(value))
-        if self.value is not None and value <= self.value + 1e-9:
+        if not self.beats(value, consistent):
             return False
-        self.value = float(value)
+        self.value, self.consistent = float(value), consistent
         self.state = copy.deepcopy({k: v.detach().clone() for k, v in net.state_dict().items()})
         return True
 
@@ -55,10 +66,16 @@ class BestLeader:
         return True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "state": self.state, "values": list(self.values)}
+        return {
+            "value": self.value,
+            "consistent": self.consistent,
+            "state": self.state,
+            "values": list(self.values),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value, self.state, self.values = state["value"], state["state"], list(state["values"])
+        self.consistent = bool(state.get("consistent", True))
 
     @property
     def offers(self) -> int:

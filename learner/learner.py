@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from stackrl.config import ExperimentConfig
+from stackrl.config import ExperimentConfig, PhaseConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec
 from stackrl.envs.probe import pin_probe_hash, store_probe_set_with_run
@@ -33,7 +33,7 @@ from stackrl.learner.checkpoint import (
 from stackrl.learner.evaluation import EvalResult
 from stackrl.learner.evaluator import Evaluator, steps_to_final
 from stackrl.learner.inner_outer import InnerOuterLoop
-from stackrl.learner.leader_restarts import BestLeader
+from stackrl.learner.leader_selection import LeaderSelection
 from stackrl.learner.metrics import Metrics, flat_hparams
 from stackrl.learner.models import PolicyNet
 from stackrl.learner.run_record import RunRecord
@@ -68,8 +68,11 @@ class Learner:
         self.followers = self.spec.roles[1:]
         self.step = UpdateStep(cfg, self.spec, self.device)
         self.schedule = Schedule(cfg.schedule, self.followers)
-        restarts = any(p.restarts > 1 for p in cfg.schedule.phases)
-        self.best_leader: BestLeader | None = BestLeader() if restarts else None
+        self.selection: LeaderSelection | None = (
+            LeaderSelection(cfg, self.evaluator, self.spec, self.device)
+            if LeaderSelection.applies(cfg)
+            else None
+        )
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.inner_outer: InnerOuterLoop | None = None
         self.record = RunRecord()
@@ -182,7 +185,7 @@ class Learner:
         for t in trajs:
             self.metrics.scalar("lag/policy_lag", self.versions[t.role] - t.version, rec.env_steps)
         learning = self.schedule.learning_roles()
-        index_before, kind_before = self.schedule.index, self.schedule.kind
+        index_before, phase_before = self.schedule.index, self.schedule.phase
         if not self.schedule.add_env_steps(steps):
             for t in trajs:
                 if t.role in learning:
@@ -195,7 +198,7 @@ class Learner:
                     if self.schedule.kind == "inner_outer" and role == self.followers[-1]:
                         self._inner_outer_step(batch)  # may end the phase early
         if self.schedule.index != index_before:
-            self._on_phase_end(kind_before)
+            self._on_phase_end(phase_before)
             changed = True
         if changed:
             total = self.step.total_updates
@@ -206,38 +209,30 @@ class Learner:
         rec.log_rates(self.metrics, self.step.total_updates)
         return changed
 
-    def _on_phase_end(self, kind_before: str) -> None:
+    def _on_phase_end(self, ended: PhaseConfig) -> None:
         self.pending.clear()
         self.inner_outer = None
-        if self.best_leader is not None and kind_before == "leader":
-            self._offer_leader()
+        sel = self.selection
+        if sel is not None and ended.kind == "leader":
+            sel.offer_trained(ended, self.nets, self.metrics, self.env_steps)
+        if sel is not None and not self.schedule.finished and self.schedule.phase.screen > 0:
+            sel.screen(self.schedule.phase, self.nets, self.cfg.seed * 7919 + 1, self.metrics, self.env_steps)
         if self.schedule.fresh_leader():
             phase = self.schedule.phase
             seed = self.cfg.seed * 7919 + self.schedule.index
-            self.step.fresh_leader(seed, self.evaluator.env.query_observations(), phase.restart_confidence)
+            table = sel.next_restart_table() if sel is not None else None
+            self.step.fresh_leader(
+                seed, self.evaluator.env.query_observations(), phase.restart_confidence, table
+            )
         if self.schedule.finished:
-            if self.best_leader is not None:
-                self.best_leader.restore(self.nets[LEADER])
+            if sel is not None:
+                sel.restore(self.nets)
             self._evaluate()
 
     def update_on_arrays(self, role: str, arrays: dict[str, np.ndarray]) -> None:
         """One optimizer step of `role` on a batch of trajectory arrays ([T(+1), B, ...])."""
         self.step.step(role, arrays, self.schedule.phase_remaining(), self.metrics, self.env_steps)
         self.schedule.on_update(role)
-
-    # -- leader restarts -----------------------------------------------------------------------------
-    def _offer_leader(self) -> None:
-        """A leader training ended: keep its leader if its greedy commitment evaluates best so far."""
-        assert self.best_leader is not None
-        value = self.evaluator.play(self.nets).leader_value
-        kept = self.best_leader.offer(value, self.nets[LEADER])
-        self.metrics.scalar("restarts/leader_value", value, self.env_steps)
-        log.debug(
-            "leader restart %d ended at %g (%s)",
-            self.best_leader.offers,
-            value,
-            "kept" if kept else "dropped",
-        )
 
     # -- inner-outer baseline -------------------------------------------------------------------
     def _inner_outer(self) -> InnerOuterLoop:
@@ -318,8 +313,8 @@ class Learner:
             "eval_history": self.eval_history,
             **self.evaluator.exact_fields(self.nets, res),
         }
-        if self.best_leader is not None:
-            out["restart_values"] = list(self.best_leader.values)
+        if self.selection is not None:
+            out.update(self.selection.result_fields())
         return out
 
     def write_result(self) -> dict[str, Any]:
@@ -356,7 +351,7 @@ class Learner:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng_json": json.dumps(numpy_rng_state()),
             "generator_rng": self.generator.get_state(),
-            "best_leader": self.best_leader.state_dict() if self.best_leader is not None else None,
+            "best_leader": self.selection.state_dict() if self.selection is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -371,8 +366,8 @@ class Learner:
         if "numpy_rng_json" in state:
             set_numpy_rng_state(json.loads(state["numpy_rng_json"]))
         self.generator.set_state(state["generator_rng"])
-        if self.best_leader is not None and state.get("best_leader") is not None:
-            self.best_leader.load_state_dict(state["best_leader"])
+        if self.selection is not None and state.get("best_leader") is not None:
+            self.selection.load_state_dict(state["best_leader"])
         self.pending.clear()
         self.inner_outer = None
         self._updates_at_checkpoint = total

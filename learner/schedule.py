@@ -20,14 +20,15 @@ from stackrl.envs.base import LEADER
 
 def expand_restarts(phases: list[PhaseConfig]) -> tuple[list[PhaseConfig], list[bool]]:
     """A leader phase with `restarts: R` becomes R leader phases of a 1/R budget each; the flags mark
-    the phases that begin with a fresh leader network (every copy but the first)."""
+    the phases that begin with a fresh leader network (every copy but the first). Only the first copy
+    keeps the phase's `screen`: one screen serves all of its restarts."""
     out: list[PhaseConfig] = []
     fresh: list[bool] = []
     for p in phases:
         n = p.restarts
         for i in range(n):
             steps = p.env_steps // n + (1 if i < p.env_steps % n else 0)
-            out.append(dataclasses.replace(p, env_steps=steps, restarts=1))
+            out.append(dataclasses.replace(p, env_steps=steps, restarts=1, screen=p.screen if i == 0 else 0))
             fresh.append(i > 0)
     return out, fresh
 

@@ -7,6 +7,7 @@ nothing about when to learn (the schedule decides) or what to record (the run re
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -112,9 +113,12 @@ class UpdateStep:
             metrics.scalar(f"loss/{role}/{name}", getattr(stats, name), log_step)
         metrics.scalar(f"loss/{role}/grad_norm", float(grad_norm), log_step)
 
-    def fresh_leader(self, seed: int, query_obs: np.ndarray, confidence: float) -> None:
+    def fresh_leader(
+        self, seed: int, query_obs: np.ndarray, confidence: float, table: Sequence[int] | None = None
+    ) -> None:
         """Replace the leader by a freshly initialised network (and optimizer) for a restart; with
-        `confidence` > 0 it starts from a random commitment played with that probability."""
+        `confidence` > 0 it starts from a commitment played with that probability: `table` ([K]
+        answers, e.g. the screen's next best) or else a uniformly random one."""
         # Its own seed per restart: actors in this process may reseed torch's global RNG, which
         # would otherwise hand every restart the same initial network.
         with torch.random.fork_rng(devices=[]):
@@ -122,8 +126,12 @@ class UpdateStep:
             fresh = build_networks(self.spec, self.cfg.model)[LEADER].to(self.device)
             if confidence > 0:
                 q = torch.as_tensor(query_obs, device=self.device)
-                table = torch.randint(self.spec.leader_actions, (len(q),), device=self.device)
-                fit_commitment(fresh, q, table, confidence)
+                start = (
+                    torch.as_tensor(list(table), device=self.device)
+                    if table is not None
+                    else torch.randint(self.spec.leader_actions, (len(q),), device=self.device)
+                )
+                fit_commitment(fresh, q, start, confidence)
         self.nets[LEADER].load_state_dict(fresh.state_dict())
         self.optimizers[LEADER] = self._adam(LEADER)
         self.versions[LEADER] += 1
