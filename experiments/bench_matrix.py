@@ -262,14 +262,31 @@ def record_command(run_root: str, command: str) -> None:
 
 
 def steps_to_kept_leader(res: dict) -> int | None:
-    """With leader restarts: env steps at the end of the restart whose leader the run kept (the
-    reported leader never changes after it; ties keep the earlier restart). None without restarts."""
+    """With leader restarts: env steps at which the run's reported leader was found (it never changes
+    after that; ties keep the earlier candidate): the end of the restart that trained it, or, for the
+    screen's candidate (`restart_values[0]` when the run screened), the start of the first restart.
+    The selection's own steps (screen and judge) are counted in `env_steps_total`, not here.
+    None without restarts."""
     values = res.get("restart_values")
     if not values:
         return None
     phases = sorted((k for k in res["env_steps"] if k != "total"), key=lambda k: int(k.split("_")[0]))
-    end = [k for k in phases if k.endswith("_leader")][values.index(max(values))]
+    leaders = [k for k in phases if k.endswith("_leader")]
+    kept = res.get("kept_candidate")
+    if kept is None:  # results written before the index was recorded
+        kept = values.index(max(values))
+    if res.get("screened_commitments"):
+        if kept == 0:  # the screen ran when the first leader phase began
+            return sum(int(res["env_steps"][k]) for k in phases[: phases.index(leaders[0])])
+        kept -= 1
+    end = leaders[kept]
     return sum(int(res["env_steps"][k]) for k in phases[: phases.index(end) + 1])
+
+
+def env_steps_total(res: dict) -> int:
+    """Every env step a run spent: its actors' play steps plus what choosing the leader spent
+    (the screen's evaluation episodes and the judge's fresh followers)."""
+    return int(res["env_steps"]["total"]) + int(res.get("selection_env_steps", 0))
 
 
 def suite_summary(rows: list[dict]) -> dict:
@@ -362,7 +379,7 @@ def run_matrix_benchmark(bench: MatrixBench) -> dict:
                             "steps_to_final": steps_to_kept_leader(res) or res["steps_to_final"],
                             "steps_to_exact": steps_to_value(res["eval_history"], res["exact_value"]),
                             "env_steps": res["env_steps"],
-                            "env_steps_total": res["env_steps"]["total"],
+                            "env_steps_total": env_steps_total(res),
                             "wall_seconds": res["wall_seconds"],
                             "must_learn": must_learn(cfg.env, res),
                             "actors": bench.actors,

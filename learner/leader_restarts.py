@@ -40,6 +40,7 @@ class BestLeader:
         overruled it, learner/candidate_judge.py)."""
         self.state: dict[str, torch.Tensor] | None = None
         self.values: list[float] = []  # every restart's evaluated value, in order
+        self.kept_index: int | None = None  # which of `values` the kept leader's is
 
     def beats(self, value: float, consistent: bool = True) -> bool:
         """`value` beats the kept leader: higher, or equal and consistent where the kept one was not
@@ -54,7 +55,7 @@ class BestLeader:
         self.values.append(float(value))
         if not self.beats(value, consistent):
             return False
-        self.value, self.consistent = float(value), consistent
+        self.value, self.consistent, self.kept_index = float(value), consistent, len(self.values) - 1
         self.state = copy.deepcopy({k: v.detach().clone() for k, v in net.state_dict().items()})
         return True
 
@@ -76,6 +77,7 @@ class BestLeader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value, self.state, self.values = state["value"], state["state"], list(state["values"])
         self.consistent = bool(state.get("consistent", True))
+        self.kept_index = state.get("kept_index")
 
     @property
     def offers(self) -> int:

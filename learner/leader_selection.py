@@ -178,7 +178,10 @@ class LeaderSelection:
 
     # -- what result.json and checkpoints hold -----------------------------------------------------
     def result_fields(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"restart_values": list(self.best.values)}
+        out: dict[str, Any] = {
+            "restart_values": list(self.best.values),
+            "kept_candidate": self.best.kept_index,
+        }
         if self.screened:
             out["screened_commitments"] = self.screened
         if self.judge is not None:

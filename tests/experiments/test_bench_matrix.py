@@ -171,3 +171,16 @@ def test_steps_to_kept_leader_counts_to_the_end_of_the_kept_restart():
     }
     assert steps_to_kept_leader(res) == 120  # pretraining + two restarts; the later tie is not kept
     assert steps_to_kept_leader({"env_steps": {"total": 5}}) is None
+
+
+def test_steps_to_kept_leader_follows_the_screen_and_the_recorded_kept_candidate():
+    from stackrl.experiments.bench_matrix import env_steps_total, steps_to_kept_leader
+
+    phases = {"0_pretrain": 100, "1_leader": 10, "2_leader": 10, "3_leader": 10, "total": 130}
+    # The screen's candidate comes first: kept, it was found when the first restart began.
+    screened = {"restart_values": [51.0, 50.0, 51.0, 47.0], "screened_commitments": 32, "env_steps": phases}
+    assert steps_to_kept_leader(screened) == 100
+    # A later candidate of equal value kept by the consistency tie-break: the recorded index counts.
+    assert steps_to_kept_leader({**screened, "kept_candidate": 2}) == 120
+    assert env_steps_total({**screened, "selection_env_steps": 320}) == 450
+    assert env_steps_total({"env_steps": {"total": 7}}) == 7
