@@ -121,7 +121,10 @@ class LeaderSelection:
 
     def _judge_contenders(self, scored: list[Screened], nets: dict[str, PolicyNet]) -> list[Screened]:
         """Judge tables best first until the next one's unjudged value cannot beat the best judged
-        one (judged values only fall), then re-rank. Cheap: usually one or two judgements."""
+        one, then re-rank. Cheap: usually one or two judgements. Only contenders are judged: the judge
+        is there to stop a follower's mistake in the leader's favour from winning; a table the
+        contextual follower misplays against the leader stays under-valued (judging all 32 would
+        cost about 130k env steps)."""
         judged: list[Screened] = []
         best = BestLeader()  # scores only: no network
         order = lambda x: (-x.value, not x.consistent)  # noqa: E731
@@ -165,7 +168,7 @@ class LeaderSelection:
         """A leader training ended: keep its leader if its greedy commitment is worth the most so far."""
         res = self.evaluator.play(nets)
         value, consistent = res.leader_value, True
-        if self.best.beats(value):  # judge only a contender: a judged value never rises
+        if self.best.beats(value):  # judge only a contender (see _judge_contenders)
             value, consistent = self._value(phase, res, self.evaluator.play_table(nets, res))
         kept = self.best.offer(value, nets[LEADER], consistent)
         metrics.scalar("restarts/leader_value", value, step)
