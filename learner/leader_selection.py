@@ -103,12 +103,7 @@ class LeaderSelection:
         q = self.evaluator.env.query_observations()
         rng = np.random.default_rng(seed)
         tables = draw_tables(self.spec.leader_actions, len(q), phase.screen, rng)
-        length = self.cfg.env.episode_length or 10
-        scored: list[Screened] = []
-        for t in tables:
-            res = self.evaluator.play(nets, source="table", table=t)
-            self.screen_env_steps += res.episodes * length
-            scored.append(Screened(tuple(int(a) for a in t), res.leader_value))
+        scored = [Screened(tuple(int(a) for a in t), self._play_table(nets, t).leader_value) for t in tables]
         scored.sort(key=lambda s: -s.value)  # stable: ties keep the draw order
         if phase.verify and self.judge is not None:
             scored = self._judge_contenders(scored, nets)
@@ -118,6 +113,12 @@ class LeaderSelection:
         metrics.scalar("restarts/screen_best", best.value, step)
         log.debug("screened %d commitments, best %s worth %g", len(scored), best.table, best.value)
         self._offer_table(phase, nets, best)
+
+    def _play_table(self, nets: dict[str, PolicyNet], table: np.ndarray) -> EvalResult:
+        """One greedy evaluation of the leader playing `table`; its play steps are counted."""
+        res = self.evaluator.play(nets, source="table", table=table)
+        self.screen_env_steps += res.episodes * (self.cfg.env.episode_length or 10)
+        return res
 
     def _judge_contenders(self, scored: list[Screened], nets: dict[str, PolicyNet]) -> list[Screened]:
         """Judge tables best first until the next one's unjudged value cannot beat the best judged
@@ -131,7 +132,7 @@ class LeaderSelection:
         for i, s in enumerate(scored):
             if not best.beats(s.value):  # a consistent value as high as its unjudged one cannot win
                 return sorted(judged + scored[i:], key=order)
-            res = self.evaluator.play(nets, source="table", table=np.asarray(s.table))
+            res = self._play_table(nets, np.asarray(s.table))
             assert self.judge is not None
             value, consistent = self.judge(list(s.table), res.leader_value, res.follower_values[0])
             judged.append(Screened(s.table, value, consistent))
