@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shlex
 import statistics
 import sys
@@ -283,6 +284,21 @@ def steps_to_kept_leader(res: dict) -> int | None:
     return sum(int(res["env_steps"][k]) for k in phases[: phases.index(end) + 1])
 
 
+def steps_to_exact(res: dict) -> int | None:
+    """Env steps until the run's reported value was exact for good. With leader restarts the
+    evaluation history follows each restart's training leader, not the reported one (the best
+    candidate so far, which never gets worse), so: the play steps until the kept leader was found
+    plus every step the selection spent (screen and judge, counted in full), when that leader is
+    exact; None when it is not. Without restarts: the first evaluation from which the value stayed
+    exact."""
+    kept = steps_to_kept_leader(res)
+    if kept is None:
+        return steps_to_value(res["eval_history"], res["exact_value"])
+    if not math.isclose(res["leader_value"], res["exact_value"], abs_tol=1e-6):
+        return None
+    return kept + int(res.get("selection_env_steps", 0))
+
+
 def env_steps_total(res: dict) -> int:
     """Every env step a run spent: its actors' play steps plus what choosing the leader spent
     (the screen's evaluation episodes and the judge's fresh followers)."""
@@ -377,7 +393,7 @@ def run_matrix_benchmark(bench: MatrixBench) -> dict:
                             # With restarts the history jumps between restarts; the reported leader
                             # is final from the end of the restart that found it.
                             "steps_to_final": steps_to_kept_leader(res) or res["steps_to_final"],
-                            "steps_to_exact": steps_to_value(res["eval_history"], res["exact_value"]),
+                            "steps_to_exact": steps_to_exact(res),
                             "env_steps": res["env_steps"],
                             "env_steps_total": env_steps_total(res),
                             "wall_seconds": res["wall_seconds"],

@@ -184,3 +184,24 @@ def test_steps_to_kept_leader_follows_the_screen_and_the_recorded_kept_candidate
     assert steps_to_kept_leader({**screened, "kept_candidate": 2}) == 120
     assert env_steps_total({**screened, "selection_env_steps": 320}) == 450
     assert env_steps_total({"env_steps": {"total": 7}}) == 7
+
+
+def test_steps_to_exact_with_restarts_counts_to_the_kept_leader_and_the_selections_steps():
+    from stackrl.experiments.bench_matrix import steps_to_exact
+
+    phases = {"0_pretrain": 100, "1_leader": 10, "2_leader": 10, "total": 120}
+    # The history dips while a later restart trains; the reported leader (kept first) never did.
+    history = [{"env_steps": 105, "leader_value": 40.0}, {"env_steps": 115, "leader_value": 30.0}]
+    res = {
+        "restart_values": [40.0, 40.0],
+        "kept_candidate": 0,
+        "env_steps": phases,
+        "eval_history": history,
+        "leader_value": 40.0,
+        "exact_value": 40.0,
+        "selection_env_steps": 7,
+    }
+    assert steps_to_exact(res) == 110 + 7
+    assert steps_to_exact({**res, "leader_value": 30.0}) is None
+    plain = {"env_steps": phases, "eval_history": history[:1], "exact_value": 40.0, "leader_value": 40.0}
+    assert steps_to_exact(plain) == 105
