@@ -81,6 +81,8 @@ class Learner:
         self._updates_at_checkpoint = 0
         self._total_updates_at_eval = 0
         self.metrics = Metrics(self.run_dir / "tb" if self.run_dir else None)
+        if self.selection is not None and self.schedule.phase.screen > 0:  # a run that opens with it
+            self.selection.screen(self.schedule.phase, self.nets, cfg.seed * 7919 + 1, self.metrics, 0)
         self._broadcast = self._make_broadcast()
         if self.run_dir:
             self.run_dir.mkdir(parents=True, exist_ok=True)

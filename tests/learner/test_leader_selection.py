@@ -108,3 +108,13 @@ def test_the_screen_finds_an_optimum_that_restarts_from_random_commitments_misse
     res = run_serial(cfg, None, progress=False)
     assert res["exact_value"] == 71.0
     assert res["leader_value"] == pytest.approx(71.0)
+
+
+def test_a_run_that_opens_with_a_screened_leader_phase_screens_before_it_starts():
+    from stackrl.learner.learner import Learner
+
+    phases = [{"kind": "leader", "env_steps": 300, "restarts": 2, "restart_confidence": 0.9, "screen": 8}]
+    cfg = build_config("chicken", "meta", fields={"schedule": {"phases": phases}})
+    learner = Learner(cfg, None)
+    assert learner.selection is not None and learner.selection.screened == 8
+    assert len(learner.selection.restart_tables) == 8 and learner.selection.best.offers == 1
