@@ -70,6 +70,7 @@ class BestLeader:
         return {
             "value": self.value,
             "consistent": self.consistent,
+            "kept_index": self.kept_index,
             "state": self.state,
             "values": list(self.values),
         }

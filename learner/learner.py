@@ -81,8 +81,7 @@ class Learner:
         self._updates_at_checkpoint = 0
         self._total_updates_at_eval = 0
         self.metrics = Metrics(self.run_dir / "tb" if self.run_dir else None)
-        if self.selection is not None and self.schedule.phase.screen > 0:  # a run that opens with it
-            self.selection.screen(self.schedule.phase, self.nets, cfg.seed * 7919 + 1, self.metrics, 0)
+        self._screen_if_due()  # a run that opens with a screened leader phase
         self._broadcast = self._make_broadcast()
         if self.run_dir:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,8 +216,7 @@ class Learner:
         sel = self.selection
         if sel is not None and ended.kind == "leader":
             sel.offer_trained(ended, self.nets, self.metrics, self.env_steps)
-        if sel is not None and not self.schedule.finished and self.schedule.phase.screen > 0:
-            sel.screen(self.schedule.phase, self.nets, self.cfg.seed * 7919 + 1, self.metrics, self.env_steps)
+        self._screen_if_due()
         if self.schedule.fresh_leader():
             phase = self.schedule.phase
             seed = self.cfg.seed * 7919 + self.schedule.index
@@ -230,6 +228,12 @@ class Learner:
             if sel is not None:
                 sel.restore(self.nets)
             self._evaluate()
+
+    def _screen_if_due(self) -> None:
+        """Run the screen of commitments when the current phase is a screened leader phase's start."""
+        if self.selection is not None and not self.schedule.finished and self.schedule.phase.screen > 0:
+            phase, seed = self.schedule.phase, self.cfg.seed * 7919 + 1
+            self.selection.screen(phase, self.nets, seed, self.metrics, self.env_steps)
 
     def update_on_arrays(self, role: str, arrays: dict[str, np.ndarray]) -> None:
         """One optimizer step of `role` on a batch of trajectory arrays ([T(+1), B, ...])."""

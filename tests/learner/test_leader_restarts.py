@@ -24,7 +24,7 @@ def test_restore_without_offers_is_a_no_op_and_state_round_trips():
     best.offer(1.0, torch.nn.Linear(2, 2))
     again = BestLeader()
     again.load_state_dict(best.state_dict())
-    assert again.value == 1.0 and again.offers == 1
+    assert again.value == 1.0 and again.offers == 1 and again.kept_index == 0
 
 
 def test_a_run_with_restarts_reports_its_best_restart():
