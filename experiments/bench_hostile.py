@@ -105,6 +105,9 @@ class HostileResult:
     wall_seconds: float = 0.0
     codes: dict[str, int] = field(default_factory=dict)
     per_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    run_detail: dict[str, Any] = field(default_factory=dict)
+    """result.json's account of the run's leader and follower (printed when the exact value is missed,
+    so a miss says whether the follower or the leader erred)."""
 
     @property
     def passed(self) -> bool:
@@ -374,6 +377,8 @@ def run_hostile_round(
             if result_file.exists():
                 result = json.loads(result_file.read_text())
                 res.exact_value, res.leader_value = result.get("exact_value"), result.get("leader_value")
+                res.run_detail = {k: result[k] for k in _DETAIL if k in result}
+                res.run_detail["follower_regret"] = result.get("equilibrium_check", {}).get("follower_regret")
             res.nan_weights = watch.nan + _checkpoint_nan(learner.run_dir / "checkpoint.pt")
             res.broadcasts_checked = watch.checked
         finally:
@@ -386,6 +391,18 @@ def run_hostile_round(
             res.rss_growth_mb = max(0, learner.hwm - learner.rss0) / 1024
     res.wall_seconds = time.monotonic() - t_start
     return res
+
+
+_DETAIL = (
+    "follower_value",
+    "leader_answers",
+    "leader_value_vs_best_response",
+    "restart_values",
+    "kept_candidate",
+    "judge_overruled",
+    "updates",
+    "dropped_stale",
+)
 
 
 def format_table(res: HostileResult) -> str:
@@ -410,6 +427,8 @@ def format_table(res: HostileResult) -> str:
         ("fuzz / wall time", f"{res.fuzz_seconds:.1f} s / {res.wall_seconds:.1f} s"),
         ("verdict", "PASS" if res.passed else "FAIL"),
     ]
+    if exact == "NO" and res.run_detail:
+        rows.insert(-3, ("run detail", json.dumps(res.run_detail)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -1,24 +1,25 @@
 """Bounded resources for the learner's RPC handlers: stream limits, push deadlines, idle-stream reaping.
 
-Every handler holds one thread of the server's fixed pool for as long as its call lasts, so a peer
-that opens streams and then does nothing could starve the real actors (issue 13, defect 5: fifteen
-held weight streams and no env steps). The guard gives each kind of call its own budget, answered
-with RESOURCE_EXHAUSTED when spent, so pushes, registrations and Status always find a thread;
+Every open call holds server resources (a handler task, its connection's buffers, a decoded unroll),
+so a peer that opens streams and then does nothing could starve the real actors (issue 13, defect 5:
+fifteen held weight streams and no env steps). The guard gives each kind of call its own budget,
+answered with RESOURCE_EXHAUSTED when spent, so pushes, registrations and Status are always served;
 cancels a push whose client has not finished sending within the deadline; and cancels a weight
 stream whose actor has been silent (no push, no registration) for the idle limit, or that a newer
 stream of the same actor replaced. The numbers come from `ServerConfig`, never from the actor count:
 actors may join and leave at any time.
+
+The guard knows a call only by a `cancel` callback (thread-safe: the reaper runs on its own thread);
+the handlers (learner/servicer.py) decide what cancelling means for their call.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import grpc
 
 
 class Refused(Exception):
@@ -37,7 +38,7 @@ class Limits:
 
 @dataclass
 class _Watched:
-    context: grpc.ServicerContext
+    cancel: Callable[[], None]
     deadline: float
     actor_id: int | None = None
 
@@ -65,32 +66,33 @@ class StreamGuard:
             self._last_seen[actor_id] = time.monotonic()
 
     @contextmanager
-    def push(self, context: grpc.ServicerContext) -> Iterator[None]:
-        """Admit a push; it is cancelled if its client stream is still open after the deadline."""
-        key = self._admit("push", self.limits.pushes, context, self.limits.push_deadline_s)
+    def push(self, cancel: Callable[[], None]) -> Iterator[int]:
+        """Admit a push (yields its key); `cancel` is called if its client stream is still open after
+        the deadline."""
+        key = self._admit("push", self.limits.pushes, cancel, self.limits.push_deadline_s)
         try:
-            yield
+            yield key
         finally:
             self._release("push", key)
 
-    def received(self, context: grpc.ServicerContext) -> None:
+    def received(self, key: int) -> None:
         """The push's client stream completed: its deadline no longer applies (back-pressure waits)."""
         with self._lock:
-            for w in self._watched.values():
-                if w.context is context:
-                    w.deadline = float("inf")
+            w = self._watched.get(key)
+            if w is not None:
+                w.deadline = float("inf")
 
     @contextmanager
-    def weight_stream(self, context: grpc.ServicerContext, actor_id: int) -> Iterator[None]:
+    def weight_stream(self, cancel: Callable[[], None], actor_id: int) -> Iterator[None]:
         """Admit a weight stream for `actor_id`; an older stream of the same actor is cancelled."""
-        key = self._admit("weights", self.limits.weight_streams, context, float("inf"), actor_id)
+        key = self._admit("weights", self.limits.weight_streams, cancel, float("inf"), actor_id)
         with self._lock:
             older = self._stream_of.get(actor_id)
             self._stream_of[actor_id] = key
             self._last_seen.setdefault(actor_id, time.monotonic())
             stale = self._watched.get(older) if older is not None else None
         if stale is not None:
-            stale.context.cancel()
+            stale.cancel()
         try:
             yield
         finally:
@@ -111,7 +113,7 @@ class StreamGuard:
         self,
         kind: str,
         limit: int,
-        context: grpc.ServicerContext,
+        cancel: Callable[[], None],
         after_s: float,
         actor_id: int | None = None,
     ) -> int:
@@ -121,7 +123,7 @@ class StreamGuard:
                 raise Refused(f"too many open {kind} calls ({limit}); try again later")
             self._open[kind] += 1
             key = next(self._keys)
-            self._watched[key] = _Watched(context, time.monotonic() + after_s, actor_id)
+            self._watched[key] = _Watched(cancel, time.monotonic() + after_s, actor_id)
             return key
 
     def _release(self, kind: str, key: int) -> None:
@@ -146,4 +148,4 @@ class StreamGuard:
                         self._last_seen.pop(w.actor_id, None)
                 self.reaped += len(doomed)
             for w in doomed:
-                w.context.cancel()
+                w.cancel()

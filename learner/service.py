@@ -1,29 +1,32 @@
 """The learner as a gRPC service: actors on any host push unrolls and stream versioned weights.
 
-Handler threads (learner/servicer.py) decode and validate every message and put whole unrolls on a
-bounded queue; when it is full, `PushTrajectories` waits, so actors slow down instead of the learner
-falling behind (back-pressure). One loop thread owns the `Learner`: it takes unrolls, calls
-`process`, and publishes each new broadcast: `StreamWeights` streams announce its versions and
-phase, and actors pull the weights they lack between unrolls (`PullWeights`). It logs transport metrics, checkpoints, and at the end
-writes result.json and shuts the service down. Security (token, TLS, loopback rule) lives in
+Handlers (learner/servicer.py: coroutines on the `grpc.aio` server's own event-loop thread) decode
+and validate every message and put whole unrolls on a bounded queue; when it is full,
+`PushTrajectories` waits, so actors slow down instead of the learner falling behind (back-pressure).
+One loop thread owns the `Learner`: it takes unrolls, calls `process`, and publishes each new
+broadcast: `StreamWeights` streams announce its versions and phase, and actors pull the weights they
+lack between unrolls (`PullWeights`). It logs transport metrics, checkpoints, and at the end writes
+result.json and shuts the service down. Security (token, TLS, loopback rule) lives in
 protos/security.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+import grpc.aio
 import torch
 from stackrl.config import ExperimentConfig, ServerConfig
 from stackrl.learner.admission import Limits
@@ -37,6 +40,7 @@ from stackrl.protos.security import TokenInterceptor, check_bind, server_credent
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -124,7 +128,9 @@ class LearnerServer:
         )
         self.stats = TransportStats()
         self.port: int | None = None
-        self._server: grpc.Server | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.stopped_by: int | None = None  # the signal that preempted the run, if one did
         self.own_actors = own_actors
@@ -138,24 +144,38 @@ class LearnerServer:
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def start(self) -> int:
-        """Bind `cfg.server.host:port` and start serving; returns the bound port."""
+        """Bind `cfg.server.host:port` and start serving; returns the bound port.
+
+        The server is `grpc.aio` on an event loop of its own thread: every handler is a coroutine, so
+        an open call (a held weight stream, a push waiting on back-pressure) costs no thread, and a
+        received message is handled where it arrives, with no hand-off between threads."""
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="stackrl-rpc", daemon=True)
+        self._loop_thread.start()
+        port = self._on_loop(self._start_server(), timeout=30.0)
+        self.port = port
+        tls = "TLS" if server_credentials(self.cfg.server) else "plaintext"
+        auth = "token required" if self.token else "no token: loopback only"
+        log.info("learner listening on %s (%s, %s)", self.address, tls, auth)
+        return port
+
+    async def _start_server(self) -> int:
         limit = self.cfg.server.max_message_mb * (1 << 20)
         options = [
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a silently shared socket
         ]
-        # A fixed pool, whatever the actor count: each kind of call has its own budget (StreamGuard),
-        # plus as many threads for the short PullWeights calls as for pushes (an actor pulls between
-        # two pushes) and some for Register and Status; calls beyond the pool are refused with
+        # Open calls are bounded whatever the actor count: each kind of call has its own budget
+        # (StreamGuard), plus as many for the short PullWeights calls as for pushes (an actor pulls
+        # between two pushes) and some for Register and Status; calls beyond are refused with
         # RESOURCE_EXHAUSTED (actors back off and retry), never queued.
         server = self.cfg.server
-        workers = server.max_weight_streams + 2 * server.max_pushes + 8
-        self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackrl-rpc"),
+        calls = server.max_weight_streams + 2 * server.max_pushes + 8
+        self._server = grpc.aio.server(
             interceptors=[TokenInterceptor(self.token)] if self.token else [],
             options=options,
-            maximum_concurrent_rpcs=workers,
+            maximum_concurrent_rpcs=calls,
         )
         rpc.add_learner_servicer(self.servicer, self._server)
         host = self.cfg.server.host
@@ -174,12 +194,13 @@ class LearnerServer:
             why = "address in use or not available"
         if not port:
             raise OSError(f"learner cannot listen on {target}: {why}")
-        self.port = port
-        self._server.start()
-        tls = "TLS" if creds else "plaintext"
-        auth = "token required" if self.token else "no token: loopback only"
-        log.info("learner listening on %s (%s, %s)", self.address, tls, auth)
+        await self._server.start()
         return port
+
+    def _on_loop(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run `coro` on the server's event loop and wait for its result (from any other thread)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     # -- the learner loop ------------------------------------------------------------------------
     def run(
@@ -360,9 +381,26 @@ class LearnerServer:
             # must stop the server, or its worker threads keep the interpreter from exiting.
             self.publisher.close()
             self.servicer.guard.close()
-            if self._server is not None and not self._server.stop(grace=1.0).wait(timeout=5.0):
-                log.warning("the gRPC server did not stop within 5 s; exiting anyway")
+            self._stop_server()
             self.learner.close()
+
+    def _stop_server(self) -> None:
+        """Stop serving (calls still open get 1 s), then end the event loop and its thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            if self._server is not None:
+                self._on_loop(self._server.stop(grace=1.0), timeout=5.0)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            log.warning("the gRPC server did not stop within 5 s; exiting anyway")
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=5.0)
+            if not loop.is_running():
+                loop.close()
+            self._loop = None
 
 
 @dataclass

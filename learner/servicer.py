@@ -1,9 +1,11 @@
 """The gRPC handlers of the learner service, and the broadcast publisher its weight streams wait on.
 
-Handlers run on gRPC's thread pool. They decode and validate messages (codec checks plus the role's
+Handlers are coroutines on the server's event loop (`grpc.aio`, learner/service.py): a call waiting
+for data holds no thread, and a message costs no thread hand-off (issue 16: the synchronous server's
+per-message Python bounded ingest). They decode and validate messages (codec checks plus the role's
 `TrajectorySpec`), put whole unrolls on the server's bounded queue (waiting while it is full: the
 back-pressure that slows actors down), and stream broadcasts. They never touch the `Learner`, which
-belongs to the server's loop thread (learner/service.py): the servicer is built from the pieces it
+belongs to the server's learner thread (learner/service.py): the servicer is built from the pieces it
 serves (queue, publisher, layouts, the actors' config, a status snapshot) and knows nothing of the
 server that owns them. It owns the `rejected` and `registered` counters; the server reads them.
 
@@ -15,16 +17,19 @@ with unrolls, not with versions x actors; each role is encoded once per version 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
+import grpc.aio
 import numpy as np
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import EnvSpec
@@ -61,12 +66,13 @@ class Unroll:
 
 class Publisher:
     """The newest broadcast with each role's weights serialized once per version (as a BroadcastMsg
-    weights entry, `codec.weights_field`), and a condition streams wait on."""
+    weights entry, `codec.weights_field`), which weight streams wait for."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Lock()
         self._serial = 0
         self._latest: tuple[Broadcast, dict[str, tuple[int, bytes]]] | None = None
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.closed = False
 
     def publish(self, b: Broadcast) -> None:
@@ -83,15 +89,37 @@ class Publisher:
         with self._cond:
             self._latest = (b, encoded)
             self._serial += 1
-            self._cond.notify_all()
+            self._wake()
 
-    def wait(self, seen: int, timeout: float) -> tuple[int, Broadcast, dict[str, tuple[int, bytes]]] | None:
-        """The newest (serial, broadcast, encoded weights) if newer than `seen`, else None after `timeout`."""
+    async def wait(
+        self, seen: int, timeout: float
+    ) -> tuple[int, Broadcast, dict[str, tuple[int, bytes]]] | None:
+        """The newest (serial, broadcast, encoded weights) if newer than `seen`, else None after
+        `timeout` (or once closed). For handlers on an event loop: the wait holds no thread, and a
+        publish from any thread wakes it."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
         with self._cond:
-            self._cond.wait_for(lambda: self._serial > seen or self.closed, timeout)
+            ready = self._serial > seen or self.closed
+            if not ready:
+                self._waiters.add(waiter)
+        if not ready:
+            try:
+                await asyncio.wait_for(waiter[1].wait(), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                with self._cond:
+                    self._waiters.discard(waiter)
+        with self._cond:
             if self._serial <= seen or self._latest is None:
                 return None
             return self._serial, *self._latest
+
+    def _wake(self) -> None:
+        """Wake the event-loop waiters (called with the lock held, from any thread)."""
+        for loop, event in self._waiters:
+            with contextlib.suppress(RuntimeError):  # a loop that closed has no waiter left
+                loop.call_soon_threadsafe(event.set)
 
     def latest(self) -> Broadcast | None:
         """The newest published broadcast (None before the first)."""
@@ -107,7 +135,7 @@ class Publisher:
     def close(self) -> None:
         with self._cond:
             self.closed = True
-            self._cond.notify_all()
+            self._wake()
 
 
 class LearnerServicer(rpc.LearnerServicerBase):
@@ -160,9 +188,11 @@ class LearnerServicer(rpc.LearnerServicerBase):
         )
         self._rejections = RejectionLog(log)
 
-    def Register(self, request: codec.RegisterRequest, context: grpc.ServicerContext) -> codec.RegisterReply:
+    async def Register(
+        self, request: codec.RegisterRequest | rpc.MalformedRequest, context: grpc.aio.ServicerContext
+    ) -> codec.RegisterReply:
         if isinstance(request, rpc.MalformedRequest):
-            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
+            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         with self._lock:
             actor_id = next(self._ids)
             self.registered += 1
@@ -175,27 +205,31 @@ class LearnerServicer(rpc.LearnerServicerBase):
         )
         return codec.register_reply(actor_id, self._actor_config)
 
-    def PushTrajectories(
-        self, request_iterator: Iterator[codec.TrajectoryMsg], context: grpc.ServicerContext
+    async def PushTrajectories(
+        self,
+        request_iterator: AsyncIterator[codec.TrajectoryMsg | rpc.MalformedRequest],
+        context: grpc.aio.ServicerContext,
     ) -> codec.PushReply:
         """Receive one unroll; queue it only once the client stream completed and every message passed
         validation, so a killed actor's half-sent unroll never reaches a batch."""
+        call = _Reapable()
         try:
-            with self.guard.push(context):
-                return self._push(request_iterator, context)
+            with self.guard.push(call.cancel) as key:
+                return await self._push(request_iterator, context, key, call)
         except Refused as e:
-            self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), count=False)
-            raise  # not reached: abort raises
+            await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), count=False)
 
-    def _push(
+    async def _push(
         self,
-        request_iterator: Iterator[codec.TrajectoryMsg | rpc.MalformedRequest],
-        context: grpc.ServicerContext,
+        request_iterator: AsyncIterator[codec.TrajectoryMsg | rpc.MalformedRequest],
+        context: grpc.aio.ServicerContext,
+        key: int,
+        call: _Reapable,
     ) -> codec.PushReply:
         trajs: list[Trajectory] = []
         nbytes, received = 0, 0
         try:
-            for msg in request_iterator:
+            async for msg in request_iterator:
                 received += 1
                 if isinstance(msg, rpc.MalformedRequest):
                     raise codec.CodecError(msg.describe())
@@ -213,36 +247,40 @@ class LearnerServicer(rpc.LearnerServicerBase):
                 traj.validate(spec)
                 check_values(traj, self._env)
                 trajs.append(traj)
-            self.guard.received(context)
+            self.guard.received(key)
             _check_unroll(trajs, self._env, self._publisher.latest())
         except _Ahead as e:
-            self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            await self._reject(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except ValueError as e:  # CodecError is a ValueError, as are Trajectory.validate's errors
-            if not received and _call_dies(context):
+            if not received and await _call_dies(context):
                 # gRPC failed the call (e.g. a message over a size limit) and ended the request
                 # stream early: nothing was received, nothing to judge.
                 return codec.push_reply(0, done=False)
-            self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except grpc.RpcError:  # the client went away mid-stream, or the deadline cancelled it: drop it
-            log.info("an actor's push was cut off after %d trajectories; discarded", len(trajs))
-            return codec.push_reply(0, done=False)
-        if not context.is_active():  # cancelled after its last message: discard as well
+            await self._reject(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except asyncio.CancelledError:
+            if not call.reaped:  # the client went away or the server stops: gRPC ends the call
+                raise
+            log.info("an actor's push was not finished within the push deadline; discarded")
+            await context.abort(grpc.StatusCode.CANCELLED, "push not finished within server.push_deadline_s")
+        if context.done():  # cancelled after its last message: discard as well
             return codec.push_reply(0, done=False)
         self.guard.seen(trajs[0].actor_id)
-        while not self._closing():
+        unroll = Unroll(trajs, nbytes)
+        while not self._closing():  # back-pressure: the queue is full while the learner is behind
             try:
-                self._unrolls.put(Unroll(trajs, nbytes), timeout=0.1)
+                self._unrolls.put_nowait(unroll)
                 return codec.push_reply(len(trajs), done=False)
             except queue.Full:
-                if not context.is_active():
+                if context.done():
                     return codec.push_reply(0, done=False)
+                await asyncio.sleep(BACKPRESSURE_POLL_S)
         return codec.push_reply(0, done=True)
 
-    def _reject(self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str) -> None:
-        self._refuse(context, code, reason, count=True)
+    async def _reject(self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str) -> None:
+        await self._refuse(context, code, reason, count=True)
 
-    def _refuse(
-        self, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, count: bool
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, count: bool
     ) -> NoReturn:
         """Abort the call with `code`; one bounded, rate-limited log line (the reason may quote the
         peer). `count`: an unroll was refused (the `rejected` metric); else a call was turned away."""
@@ -251,31 +289,37 @@ class LearnerServicer(rpc.LearnerServicerBase):
                 self.rejected += 1
         reason = bounded(reason, 300)
         self._rejections.warn(f"rejected {'an unroll' if count else 'a call'} ({code.name})", reason)
-        context.abort(code, reason)
+        await context.abort(code, reason)
         raise RuntimeError("context.abort returned")  # gRPC's abort always raises
 
-    def StreamWeights(
-        self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.ServicerContext
-    ) -> Iterator[codec.BroadcastMsg]:
+    async def StreamWeights(
+        self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[codec.BroadcastMsg]:
         if isinstance(request, rpc.MalformedRequest):
-            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
-            return
+            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         if request.actor_id < 0:
-            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must be >= 0", count=False)
-            return
+            await self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must be >= 0", count=False
+            )
+        call = _Reapable()
         try:
-            with self.guard.weight_stream(context, request.actor_id):
-                yield from self._stream(context)
+            with self.guard.weight_stream(call.cancel, request.actor_id):
+                async for msg in self._stream(context):
+                    yield msg
         except Refused as e:
-            self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), count=False)
+            await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), count=False)
+        except asyncio.CancelledError:
+            if not call.reaped:
+                raise
+            await context.abort(grpc.StatusCode.CANCELLED, "weight stream idle or replaced by a newer one")
 
-    def _stream(self, context: grpc.ServicerContext) -> Iterator[codec.BroadcastMsg]:
+    async def _stream(self, context: grpc.aio.ServicerContext) -> AsyncIterator[codec.BroadcastMsg]:
         with self._lock:
             self.open_streams += 1
         seen = 0
         try:
-            while context.is_active():
-                got = self._publisher.wait(seen, timeout=0.5)
+            while not context.done():
+                got = await self._publisher.wait(seen, timeout=0.5)
                 if got is None:
                     if self._publisher.closed:
                         return
@@ -288,21 +332,23 @@ class LearnerServicer(rpc.LearnerServicerBase):
             with self._lock:
                 self.open_streams -= 1
 
-    def PullWeights(
-        self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.ServicerContext
+    async def PullWeights(
+        self, request: codec.WeightsRequest | rpc.MalformedRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         """The newest broadcast with the weights of every role whose version the caller does not hold,
         as a serialized BroadcastMsg (rpc.py sends bytes as they are).
 
-        A short unary call (no thread held between unrolls); a role's weights were serialized once
+        A short unary call (nothing held between unrolls); a role's weights were serialized once
         when its version was published, so a pull costs one concatenation, not an encode."""
         if isinstance(request, rpc.MalformedRequest):
-            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
+            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         if request.actor_id < 0:
-            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must be >= 0", count=False)
+            await self._refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "actor_id: must be >= 0", count=False
+            )
         newest = self._publisher.newest()
         if newest is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "no weights published yet")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "no weights published yet")
         assert newest is not None  # abort raised otherwise
         b, encoded = newest
         self.guard.seen(request.actor_id)
@@ -312,22 +358,43 @@ class LearnerServicer(rpc.LearnerServicerBase):
             self.weight_bytes += sum(len(w) for w in stale)
         return codec.broadcast_bytes(b, stale)
 
-    def Status(
-        self, request: codec.StatusRequest | rpc.MalformedRequest, context: grpc.ServicerContext
+    async def Status(
+        self, request: codec.StatusRequest | rpc.MalformedRequest, context: grpc.aio.ServicerContext
     ) -> codec.StatusReply:
         if isinstance(request, rpc.MalformedRequest):
-            self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
+            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe(), count=False)
         return codec.status_reply(self._status())
 
 
-def _call_dies(context: grpc.ServicerContext, wait_s: float = 0.2) -> bool:
-    """Whether the call is (or within `wait_s` becomes) inactive: a client whose message failed its own
+BACKPRESSURE_POLL_S = 0.01
+"""How often a validated push retries a full queue (it holds no thread while it waits)."""
+
+
+class _Reapable:
+    """The handler task of one call, which the guard's reaper thread may cancel: `cancel` is safe from
+    any thread, and `reaped` tells the handler the cancellation was the guard's (it then ends the call
+    with CANCELLED), not gRPC's own (a client gone, the server stopping: the task just ends)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self.reaped = False
+
+    def cancel(self) -> None:
+        self.reaped = True
+        if self._task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed: nothing left to cancel
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+async def _call_dies(context: grpc.aio.ServicerContext, wait_s: float = 0.2) -> bool:
+    """Whether the call is (or within `wait_s` becomes) done: a client whose message failed its own
     or our size limit ends the stream with no message and cancels the call."""
     deadline = time.monotonic() + wait_s
-    while context.is_active():
+    while not context.done():
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
     return True
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+import grpc.aio
 from google.protobuf.message import DecodeError, Message
 from stackrl.protos import codec as _pb  # the message types, named in the codec
 from stackrl.protos import stackrl_pb2_grpc as _generated
@@ -55,8 +56,9 @@ def _as_bytes(reply: Message | bytes) -> bytes:
     return reply if isinstance(reply, bytes) else reply.SerializeToString()
 
 
-def add_learner_servicer(servicer: LearnerServicerBase, server: grpc.Server) -> None:
-    """Register a servicer on a `grpc.Server` with deserializers that never fail a call."""
+def add_learner_servicer(servicer: LearnerServicerBase, server: grpc.Server | grpc.aio.Server) -> None:
+    """Register a servicer (the learner's: coroutines on a `grpc.aio.Server`) with deserializers that
+    never fail a call."""
     handlers = {
         "Register": grpc.unary_unary_rpc_method_handler(
             servicer.Register,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
+import grpc.aio
 from stackrl.config import ServerConfig
 
 TOKEN_HEADER = "x-stackrl-token"
@@ -88,8 +89,9 @@ def server_credentials(server: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)])
 
 
-class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information
-    """Answers UNAUTHENTICATED to every call whose metadata lacks the shared token."""
+class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type information
+    """Answers UNAUTHENTICATED to every call whose metadata lacks the shared token (on a `grpc.aio`
+    server, as the learner's is)."""
 
     def __init__(self, token: str):
         if not token:
@@ -110,19 +112,19 @@ class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc sh
             ok |= hmac.compare_digest(candidate.encode(), self._token)
         return ok
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)  # a lookup only: no handler code runs here
+        handler = await continuation(handler_call_details)  # a lookup only: no handler code runs here
         if handler is None or self._authorized(handler_call_details.invocation_metadata):
             return handler
         return _deny_like(handler)
 
 
-def _deny(_request: object, context: grpc.ServicerContext) -> None:
-    context.abort(
+async def _deny(_request: object, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(
         grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token (send 'authorization: Bearer <token>')"
     )
 

@@ -1,12 +1,14 @@
 """learner/servicer.py: the handlers' checks, the broadcast publisher, and the rejected count the
 servicer owns (continued across a resume and copied into checkpoints).
 
-Handlers are called directly with a stand-in for gRPC's call context; the last test goes through
-real gRPC on 127.0.0.1 (tests/service_harness.py).
+Handlers (coroutines: the learner's server is `grpc.aio`) are run directly with a stand-in for gRPC's
+call context; the last test goes through real gRPC on 127.0.0.1 (tests/service_harness.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -43,17 +45,22 @@ class Aborted(Exception):
 
 
 class FakeContext:
-    """What the handlers use of `grpc.ServicerContext`; `abort` raises, as gRPC's does."""
+    """What the handlers use of `grpc.aio.ServicerContext`; `abort` raises, as gRPC's does."""
 
     def __init__(self) -> None:
         self.aborted: tuple[grpc.StatusCode, str] | None = None
 
-    def is_active(self) -> bool:
-        return True
+    def done(self) -> bool:
+        return False
 
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
         self.aborted = (code, details)
         raise Aborted(details)
+
+
+async def _stream(items):
+    for item in items:
+        yield item
 
 
 def make_servicer(rejected: int = 0, closing: bool = False, queue_size: int = 4):
@@ -77,7 +84,7 @@ def make_servicer(rejected: int = 0, closing: bool = False, queue_size: int = 4)
 
 def push(servicer: LearnerServicer, trajs, context: FakeContext | None = None):
     msgs = [codec.encode_trajectory(t) for t in trajs]
-    return servicer.PushTrajectories(iter(msgs), context or FakeContext()), msgs
+    return asyncio.run(servicer.PushTrajectories(_stream(msgs), context or FakeContext())), msgs
 
 
 # -- the handlers -----------------------------------------------------------------------------------
@@ -117,7 +124,10 @@ def test_a_closing_service_answers_done_and_queues_nothing():
 def test_register_hands_out_ids_and_counts_actors():
     servicer, _, cfg = make_servicer()
     request = codec.register_request("host", 1)
-    ids = [codec.decode_register_reply(servicer.Register(request, FakeContext()))[0] for _ in range(3)]
+    ids = [
+        codec.decode_register_reply(asyncio.run(servicer.Register(request, FakeContext())))[0]
+        for _ in range(3)
+    ]
     assert ids == [0, 1, 2] and servicer.registered == 3
 
 
@@ -189,11 +199,15 @@ def _weights(value: float) -> dict[str, np.ndarray]:
 
 def test_publisher_encodes_a_role_once_per_version_and_wakes_waiters():
     pub = Publisher()
-    assert pub.latest() is None and pub.wait(0, timeout=0.01) is None
+
+    def wait(seen: int, timeout: float):
+        return asyncio.run(pub.wait(seen, timeout))
+
+    assert pub.latest() is None and wait(0, timeout=0.01) is None
     first = Broadcast(0, "leader", "policy", ("leader",), versions={"leader": 1, "follower_0": 1},
                       weights={"leader": _weights(0.0), "follower_0": _weights(1.0)})  # fmt: skip
     pub.publish(first)
-    serial, got, encoded = pub.wait(0, timeout=1)
+    serial, got, encoded = wait(0, timeout=1)
     assert serial == 1 and got is first and pub.latest() is first
     # each role as (version, its serialized weights entry), encoded once
     assert encoded["leader"] == (
@@ -203,7 +217,7 @@ def test_publisher_encodes_a_role_once_per_version_and_wakes_waiters():
     second = Broadcast(0, "leader", "policy", ("leader",), versions={"leader": 2, "follower_0": 1},
                        weights={"leader": _weights(5.0), "follower_0": _weights(1.0)})  # fmt: skip
     pub.publish(second)
-    serial2, _, encoded2 = pub.wait(serial, timeout=1)
+    serial2, _, encoded2 = wait(serial, timeout=1)
     assert serial2 == 2
     assert encoded2["follower_0"] is encoded["follower_0"]  # unchanged version: not encoded again
     assert encoded2["leader"] == (
@@ -211,14 +225,16 @@ def test_publisher_encodes_a_role_once_per_version_and_wakes_waiters():
         codec.weights_field(codec.encode_role_weights("leader", 2, _weights(5.0))),
     )
     t0 = time.monotonic()
-    assert pub.wait(serial2, timeout=0.2) is None and time.monotonic() - t0 >= 0.15
-    woke = []
-    waiter = threading.Thread(target=lambda: woke.append(pub.wait(serial2, timeout=30)))
-    waiter.start()
-    time.sleep(0.1)
-    pub.close()
-    waiter.join(5)
-    assert not waiter.is_alive() and woke == [None] and pub.closed
+    assert wait(serial2, timeout=0.2) is None and time.monotonic() - t0 >= 0.15
+    # A publish from another thread wakes a waiter on an event loop at once; so does close().
+    third = dataclasses.replace(second, versions={"leader": 3, "follower_0": 1})
+    threading.Timer(0.1, pub.publish, (third,)).start()
+    t0 = time.monotonic()
+    serial3, got3, _ = wait(serial2, timeout=30)
+    assert serial3 == 3 and got3 is third and time.monotonic() - t0 < 5
+    threading.Timer(0.1, pub.close).start()
+    t0 = time.monotonic()
+    assert wait(serial3, timeout=30) is None and pub.closed and time.monotonic() - t0 < 5
 
 
 # -- over gRPC, across a resume ---------------------------------------------------------------------
