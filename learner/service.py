@@ -384,14 +384,14 @@ class LearnerServer:
             self._stop_server()
             self.learner.close()
 
-    def _stop_server(self) -> None:
-        """Stop serving (calls still open get 1 s), then end the event loop and its thread."""
+    def _stop_server(self, grace_s: float = 1.0) -> None:
+        """Stop serving (calls still open get `grace_s`), then end the event loop and its thread."""
         loop = self._loop
         if loop is None:
             return
         try:
             if self._server is not None:
-                self._on_loop(self._server.stop(grace=1.0), timeout=5.0)
+                self._on_loop(self._server.stop(grace=grace_s), timeout=grace_s + 5.0)
         except (TimeoutError, concurrent.futures.TimeoutError):
             log.warning("the gRPC server did not stop within 5 s; exiting anyway")
         finally:

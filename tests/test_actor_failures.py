@@ -135,7 +135,7 @@ def _cfg(port: int, run_root: Path) -> ExperimentConfig:
 
 def _crash(server: LearnerServer, thread: threading.Thread) -> None:
     """End a learner as a crash would: the service vanishes without telling actors the run is over."""
-    server._server.stop(grace=0).wait()
+    server._stop_server(grace_s=0)  # the gRPC server and its event loop, at once
     server.closing = True  # close() must not publish a final 'done' (nobody is listening anyway)
     server.stop()
     thread.join(30)
