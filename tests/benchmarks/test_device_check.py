@@ -13,7 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "device_check.sh"
 
 def test_device_check_runs_on_cpu_with_cuda_parts_skipped(tmp_path):
     out = tmp_path / "out"
-    args = ["--cpu-only", "--seconds", "1", "--atari-actors", "1"]
+    # a 3 s window: one actor's first unroll can take over a second on a loaded 2-core machine
+    args = ["--cpu-only", "--seconds", "3", "--atari-actors", "1"]
     args += ["--scale-actors", "2", "--scale-seconds", "1", "--scale-warmup", "0.5", "--scale-record", "1"]
     done = subprocess.run(
         ["bash", str(SCRIPT), *args],
