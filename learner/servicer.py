@@ -69,7 +69,7 @@ class Publisher:
     weights entry, `codec.weights_field`), which weight streams wait for."""
 
     def __init__(self) -> None:
-        self._cond = threading.Lock()
+        self._lock = threading.Lock()
         self._serial = 0
         self._latest: tuple[Broadcast, dict[str, tuple[int, bytes]]] | None = None
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
@@ -86,7 +86,7 @@ class Publisher:
             )
             for role, state in b.weights.items()
         }
-        with self._cond:
+        with self._lock:
             self._latest = (b, encoded)
             self._serial += 1
             self._wake()
@@ -98,7 +98,7 @@ class Publisher:
         `timeout` (or once closed). For handlers on an event loop: the wait holds no thread, and a
         publish from any thread wakes it."""
         waiter = (asyncio.get_running_loop(), asyncio.Event())
-        with self._cond:
+        with self._lock:
             ready = self._serial > seen or self.closed
             if not ready:
                 self._waiters.add(waiter)
@@ -108,9 +108,9 @@ class Publisher:
             except TimeoutError:
                 pass
             finally:
-                with self._cond:
+                with self._lock:
                     self._waiters.discard(waiter)
-        with self._cond:
+        with self._lock:
             if self._serial <= seen or self._latest is None:
                 return None
             return self._serial, *self._latest
@@ -123,17 +123,17 @@ class Publisher:
 
     def latest(self) -> Broadcast | None:
         """The newest published broadcast (None before the first)."""
-        with self._cond:
+        with self._lock:
             return self._latest[0] if self._latest else None
 
     def newest(self) -> tuple[Broadcast, dict[str, tuple[int, bytes]]] | None:
         """The newest broadcast and its serialized role weights, role -> (version, bytes) (None before
         the first)."""
-        with self._cond:
+        with self._lock:
             return self._latest
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self.closed = True
             self._wake()
 
