@@ -152,14 +152,15 @@ class LearnerServer:
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="stackrl-rpc", daemon=True)
         self._loop_thread.start()
-        port = self._on_loop(self._start_server(), timeout=30.0)
+        creds = server_credentials(self.cfg.server)
+        port = self._on_loop(self._start_server(creds), timeout=30.0)
         self.port = port
-        tls = "TLS" if server_credentials(self.cfg.server) else "plaintext"
+        tls = "TLS" if creds else "plaintext"
         auth = "token required" if self.token else "no token: loopback only"
         log.info("learner listening on %s (%s, %s)", self.address, tls, auth)
         return port
 
-    async def _start_server(self) -> int:
+    async def _start_server(self, creds: grpc.ServerCredentials | None) -> int:
         limit = self.cfg.server.max_message_mb * (1 << 20)
         options = [
             ("grpc.max_receive_message_length", limit),
@@ -180,7 +181,6 @@ class LearnerServer:
         rpc.add_learner_servicer(self.servicer, self._server)
         host = self.cfg.server.host
         target = f"[{host}]:{self.cfg.server.port}" if ":" in host else f"{host}:{self.cfg.server.port}"
-        creds = server_credentials(self.cfg.server)
         port: int
         try:
             port = (
