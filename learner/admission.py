@@ -9,8 +9,9 @@ stream whose actor has been silent (no push, no registration) for the idle limit
 stream of the same actor replaced. The numbers come from `ServerConfig`, never from the actor count:
 actors may join and leave at any time.
 
-The guard knows a call only by a `cancel` callback (thread-safe: the reaper runs on its own thread);
-the handlers (learner/servicer.py) decide what cancelling means for their call.
+The guard knows a call only by a `cancel(reason)` callback (thread-safe: the reaper runs on its own
+thread); the handlers (learner/servicer.py) decide what cancelling means for their call and end it
+with the reason, which says which rule ended it (the idle limit, a newer stream, the push deadline).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Limits:
 
 @dataclass
 class _Watched:
-    cancel: Callable[[], None]
+    cancel: Callable[[str], None]
     deadline: float
     actor_id: int | None = None
 
@@ -66,7 +67,7 @@ class StreamGuard:
             self._last_seen[actor_id] = time.monotonic()
 
     @contextmanager
-    def push(self, cancel: Callable[[], None]) -> Iterator[int]:
+    def push(self, cancel: Callable[[str], None]) -> Iterator[int]:
         """Admit a push (yields its key); `cancel` is called if its client stream is still open after
         the deadline."""
         key = self._admit("push", self.limits.pushes, cancel, self.limits.push_deadline_s)
@@ -83,7 +84,7 @@ class StreamGuard:
                 w.deadline = float("inf")
 
     @contextmanager
-    def weight_stream(self, cancel: Callable[[], None], actor_id: int) -> Iterator[None]:
+    def weight_stream(self, cancel: Callable[[str], None], actor_id: int) -> Iterator[None]:
         """Admit a weight stream for `actor_id`; an older stream of the same actor is cancelled."""
         key = self._admit("weights", self.limits.weight_streams, cancel, float("inf"), actor_id)
         with self._lock:
@@ -92,7 +93,7 @@ class StreamGuard:
             self._last_seen.setdefault(actor_id, time.monotonic())
             stale = self._watched.get(older) if older is not None else None
         if stale is not None:
-            stale.cancel()
+            stale.cancel(f"weight stream replaced by a newer one of actor {actor_id}")
         try:
             yield
         finally:
@@ -113,7 +114,7 @@ class StreamGuard:
         self,
         kind: str,
         limit: int,
-        cancel: Callable[[], None],
+        cancel: Callable[[str], None],
         after_s: float,
         actor_id: int | None = None,
     ) -> int:
@@ -135,17 +136,22 @@ class StreamGuard:
         while not self._stop.wait(tick_s):
             now = time.monotonic()
             idle = self.limits.idle_stream_s
+            doomed: list[tuple[_Watched, str]] = []
             with self._lock:
-                doomed = [
-                    w
-                    for w in self._watched.values()
-                    if now > w.deadline
-                    or (w.actor_id is not None and now - self._last_seen.get(w.actor_id, now) > idle)
-                ]
-                for w in doomed:
+                for w in self._watched.values():
+                    if now > w.deadline:
+                        doomed.append((w, f"push not finished within {self.limits.push_deadline_s:g} s"))
+                    elif w.actor_id is not None:
+                        silent = now - self._last_seen.get(w.actor_id, now)
+                        if silent > idle:
+                            doomed.append(
+                                (w, f"weight stream idle: actor {w.actor_id} silent for {silent:.0f} s "
+                                 f"(limit {idle:g} s)")
+                            )  # fmt: skip
+                for w, _ in doomed:
                     w.deadline = float("inf")
                     if w.actor_id is not None:  # a stream it opens again gets a fresh idle limit
                         self._last_seen.pop(w.actor_id, None)
                 self.reaped += len(doomed)
-            for w in doomed:
-                w.cancel()
+            for w, why in doomed:
+                w.cancel(why)

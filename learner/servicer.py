@@ -261,7 +261,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
             if not call.reaped:  # the client went away or the server stops: gRPC ends the call
                 raise
             log.info("an actor's push was not finished within the push deadline; discarded")
-            await context.abort(grpc.StatusCode.CANCELLED, "push not finished within server.push_deadline_s")
+            await context.abort(grpc.StatusCode.CANCELLED, f"{call.reason} (server.push_deadline_s)")
         if context.done():  # cancelled after its last message: discard as well
             return codec.push_reply(0, done=False)
         self.guard.seen(trajs[0].actor_id)
@@ -311,7 +311,7 @@ class LearnerServicer(rpc.LearnerServicerBase):
         except asyncio.CancelledError:
             if not call.reaped:
                 raise
-            await context.abort(grpc.StatusCode.CANCELLED, "weight stream idle or replaced by a newer one")
+            await context.abort(grpc.StatusCode.CANCELLED, call.reason)
 
     async def _stream(self, context: grpc.aio.ServicerContext) -> AsyncIterator[codec.BroadcastMsg]:
         with self._lock:
@@ -373,14 +373,17 @@ BACKPRESSURE_POLL_S = 0.01
 class _Reapable:
     """The handler task of one call, which the guard's reaper thread may cancel: `cancel` is safe from
     any thread, and `reaped` tells the handler the cancellation was the guard's (it then ends the call
-    with CANCELLED), not gRPC's own (a client gone, the server stopping: the task just ends)."""
+    with CANCELLED and the guard's `reason`), not gRPC's own (a client gone, the server stopping: the
+    task just ends)."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self.reaped = False
+        self.reason = ""
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str) -> None:
+        self.reason = reason
         self.reaped = True
         if self._task is not None:
             with contextlib.suppress(RuntimeError):  # the loop already closed: nothing left to cancel

@@ -3,6 +3,7 @@ a learner that keeps serving Status and real pushes while peers hold streams ope
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -93,6 +94,7 @@ def test_a_push_that_never_finishes_sending_is_cancelled_at_the_deadline():
                 stub.PushTrajectories(blocked_pushes(release), timeout=20)
             assert time.monotonic() - t0 < 5.0
             assert err.value.code() == grpc.StatusCode.CANCELLED
+            assert "push not finished within 1 s" in err.value.details()
             wait_until(lambda: server.servicer.guard.open_counts()["push"] == 0, 5)
         finally:
             release.set()
@@ -111,11 +113,15 @@ def test_an_idle_weight_stream_is_reaped_and_a_newer_one_replaces_an_older():
             with pytest.raises(grpc.RpcError) as err:  # the older stream of actor 7 was closed
                 next(old)
             assert err.value.code() == grpc.StatusCode.CANCELLED
+            assert err.value.details() == "weight stream replaced by a newer one of actor 7"
             t0 = time.monotonic()
             with pytest.raises(grpc.RpcError) as err:  # actor 7 never pushes: its stream is idle
                 for _ in new:
                     pass
             assert err.value.code() == grpc.StatusCode.CANCELLED
+            assert re.fullmatch(
+                r"weight stream idle: actor 7 silent for \d+ s \(limit 1 s\)", err.value.details()
+            )
             assert time.monotonic() - t0 < 5.0
             assert server.servicer.guard.reaped >= 1
         finally:

@@ -6,6 +6,7 @@ a call, the weight stream's per-role deltas, the token interceptor, TLS and the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -216,24 +217,27 @@ def test_weight_stream_announces_versions_without_weights_and_a_pull_sends_only_
     versions x actors). It now carries no weights; PullWeights sends the newest copy of the roles whose
     version the caller does not hold, nothing for the ones it does."""
     cfg = make_cfg()
+    me = 90_001  # no id the server hands out: a stray client of another test (the port may be one a
+    # closed server used) streaming as actor 0 would replace this stream (one CI run saw CANCELLED)
     with serving(cfg) as server:
         channel, stub = raw_stub(server.port)
-        stream = stub.StreamWeights(codec.weights_request(0))
+        stream = stub.StreamWeights(codec.weights_request(me))
         first = next(stream)
         assert not first.weights
         assert dict(first.versions) == {"leader": 1, "follower_0": 1} and first.phase_kind == "pretrain"
-        full = stub.PullWeights(codec.weights_request(0, {}))
+        full = stub.PullWeights(codec.weights_request(me, {}))
         assert {w.role for w in full.weights} == {"leader", "follower_0"}
         for _ in range(3):  # three follower updates while this actor does not pull
-            stub.PushTrajectories(iter([codec.encode_trajectory(fake_unroll(cfg)[0])]))
+            unroll = dataclasses.replace(fake_unroll(cfg)[0], actor_id=me)
+            stub.PushTrajectories(iter([codec.encode_trajectory(unroll)]))
         wait_until(lambda: server.publisher.latest().versions["follower_0"] == 4)
         announced = [next(stream) for _ in range(3)]
         assert all(not m.weights for m in announced)
         copies = server.servicer.weight_copies
-        pulled = stub.PullWeights(codec.weights_request(0, {"leader": 1, "follower_0": 1}))
+        pulled = stub.PullWeights(codec.weights_request(me, {"leader": 1, "follower_0": 1}))
         assert [(w.role, w.version) for w in pulled.weights] == [("follower_0", 4)]
         assert server.servicer.weight_copies == copies + 1
-        current = stub.PullWeights(codec.weights_request(0, {"leader": 1, "follower_0": 4}))
+        current = stub.PullWeights(codec.weights_request(me, {"leader": 1, "follower_0": 4}))
         assert not current.weights and dict(current.versions) == {"leader": 1, "follower_0": 4}
         stream.cancel()
         channel.close()
