@@ -57,6 +57,10 @@ episode returns above 1e6 in magnitude (learner/servicer.py), so a bigger game w
 have every unroll rejected (issue 13); the margin leaves room for the follower's tie-break term."""
 
 
+PRECISIONS = ("fp32", "bf16", "auto")
+"""What `learner.precision` and `actor.precision` accept (learner/models.py resolves `auto`)."""
+
+
 def _require(cond: bool, key: str, why: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {why}")
@@ -239,6 +243,11 @@ class ActorConfig:
     it greedily; with `greedy` the leader learns against exactly the responses it is judged by,
     instead of against the residual randomness of a sampled follower, which can make the optimal
     commitment look worse than it is and pull the leader away from it."""
+    precision: str = "fp32"
+    """Acting networks' forward pass: `fp32`; `bf16` autocast (a CPU with bf16 instructions, refused
+    elsewhere; the Atari CNN acts about 1.5x faster, action probabilities move by ~1e-4); `auto`: bf16
+    where this actor's CPU runs it natively, else fp32. The logged log-probabilities are the ones the
+    actor sampled with, so V-trace corrects for whatever rounding differs from the learner's."""
 
     def validate(self) -> None:
         _require(
@@ -251,6 +260,11 @@ class ActorConfig:
         _require(self.threads >= 1, "actor.threads", f"must be >= 1, got {self.threads}")
         _require(self.connect_deadline_s > 0, "actor.connect_deadline_s", "must be > 0")
         _require(0 <= self.nice <= 19, "actor.nice", f"must be in [0, 19], got {self.nice}")
+        _require(
+            self.precision in PRECISIONS,
+            "actor.precision",
+            f"must be 'fp32', 'bf16' or 'auto', got {self.precision!r}",
+        )
 
 
 @dataclass
@@ -295,8 +309,9 @@ class LearnerConfig:
     """torch CPU threads of the learner; 0 (auto): the cores the rest of the machine leaves idle,
     measured through the run (`learner/thread_budget.py`; serial runs: 1)."""
     precision: str = "fp32"
-    """`fp32`, or `bf16`: the networks' forward and backward passes under bfloat16 autocast (CUDA, or a
-    CPU with bf16 instructions); losses, V-trace and Adam stay in fp32."""
+    """`fp32`; `bf16`: the networks' forward and backward passes under bfloat16 autocast (CUDA, or a
+    CPU with bf16 instructions; refused elsewhere); losses, V-trace and Adam stay in fp32; `auto`:
+    bf16 where the learner's device runs it natively, else fp32."""
 
     def validate(self) -> None:
         for key in ("lr_leader", "lr_follower"):
@@ -317,9 +332,9 @@ class LearnerConfig:
         )
         _require(self.threads >= 0, "learner.threads", f"must be >= 0 (0: auto), got {self.threads}")
         _require(
-            self.precision in ("fp32", "bf16"),
+            self.precision in PRECISIONS,
             "learner.precision",
-            f"must be 'fp32' or 'bf16', got {self.precision!r}",
+            f"must be 'fp32', 'bf16' or 'auto', got {self.precision!r}",
         )
 
 

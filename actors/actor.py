@@ -16,7 +16,7 @@ from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, make_stackelberg_env
 from stackrl.envs.query_phase import StackelbergObs
-from stackrl.learner.models import build_networks
+from stackrl.learner.models import build_networks, resolve_precision
 from stackrl.protos.transport import ActorEndpoint, Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
 
@@ -38,6 +38,8 @@ class Actor:
         self.cfg = cfg
         self.actor_id = actor_id
         self.endpoint = endpoint
+        # Before the env: a precision this CPU cannot run is a config error, not a slow actor.
+        self.precision = resolve_precision(cfg.actor.precision, torch.device("cpu"), "actor.precision")
         seed = cfg.seed * 100_003 + actor_id
         self.env = make_stackelberg_env(cfg.env, seed=seed)
         self.spec = env_spec(self.env)
@@ -70,7 +72,11 @@ class Actor:
         """Take in a broadcast: newer weights, and a restart of all games if the phase changed."""
         for role, state in b.weights.items():
             if b.versions[role] > self.versions[role]:
-                self.nets[role].load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+                # load_state_dict copies into the parameters: no copy of our own (np.require copies
+                # only an array that is read-only, e.g. one viewing a message's bytes).
+                self.nets[role].load_state_dict(
+                    {k: torch.from_numpy(np.require(v, requirements="W")) for k, v in state.items()}
+                )
                 self.versions[role] = b.versions[role]
         if b.done:
             self.broadcast = b
@@ -105,7 +111,8 @@ class Actor:
         if role != LEADER:
             assert self.broadcast is not None  # unroll() acts only after apply()
             ctx = torch.from_numpy(obs.follower_context(self.broadcast.follower_context))
-        logits, _ = self.nets[role](o, ctx)
+        logits, _ = self.nets[role](o, ctx)  # under unroll()'s autocast when bf16
+        logits = logits.float()  # sampling and the logged log-probabilities in fp32
         if role in self._greedy_roles:
             actions = logits.argmax(-1).numpy().astype(np.int64)
             logp = torch.log_softmax(logits, -1).gather(-1, torch.from_numpy(actions)[:, None])[:, 0].numpy()
@@ -115,6 +122,13 @@ class Actor:
 
     def unroll(self) -> list[Trajectory]:
         """Run T steps of all B games and return the trajectories of the roles the learner wants."""
+        # One autocast context for the whole unroll: autocast caches its bf16 copy of each weight
+        # until the context exits, so the weights are cast once per unroll (they change only between
+        # unrolls), not once per step (a 7 MB cast per step made bf16 acting slower than fp32).
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self._unroll()
+
+    def _unroll(self) -> list[Trajectory]:
         assert self.broadcast is not None and self.obs is not None, "apply() a broadcast first"
         send = self.broadcast.send_roles
         obs = self.obs

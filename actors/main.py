@@ -73,10 +73,15 @@ def run_actor_process(
             if cfg.actor.nice and not reniced:
                 os.nice(cfg.actor.nice)
                 reniced = True
-            actor = Actor(cfg, actor_id, endpoint)
+            try:
+                actor = Actor(cfg, actor_id, endpoint)
+            except ConfigError as e:  # e.g. actor.precision: bf16 on a CPU without bf16 instructions
+                log.error("actor: cannot act on this machine: %s", e)
+                return 1
             log.info(
-                "actor %d: %d games of %s, learner %s", actor_id, cfg.env.num_games, cfg.env.name, address
-            )
+                "actor %d: %d games of %s (%s), learner %s",
+                actor_id, cfg.env.num_games, cfg.env.name, actor.precision, address,
+            )  # fmt: skip
             try:
                 if not actor.wait_for_broadcast(cfg.actor.connect_deadline_s).done:
                     actor.run()

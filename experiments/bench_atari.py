@@ -41,6 +41,7 @@ How `price_scale` in the presets was chosen: random play with a fixed share of F
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -108,8 +109,6 @@ def measure_raw_env(cfg: ExperimentConfig, seconds: float, processes: int) -> di
 
 # -- networks ---------------------------------------------------------------------------------------
 def _spec_and_nets(cfg: ExperimentConfig):
-    import dataclasses
-
     from stackrl.envs.factory import env_spec, make_stackelberg_env
     from stackrl.learner.models import build_networks
 
@@ -123,6 +122,7 @@ def measure_inference(cfg: ExperimentConfig, seconds: float) -> dict:
     """One follower network's acting cost at the actor batch: forward + sampling, no_grad."""
     import torch
     from stackrl.actors.actor import sample_actions
+    from stackrl.learner.models import resolve_precision
 
     spec, nets = _spec_and_nets(cfg)
     role = spec.roles[1]
@@ -134,20 +134,26 @@ def measure_inference(cfg: ExperimentConfig, seconds: float) -> dict:
     obs = torch.from_numpy(rng.integers(0, 256, (b, *shape), dtype=np.uint8))
     ctx = torch.from_numpy(rng.integers(0, spec.leader_actions, (b, k)).astype(np.int64))
     gen = torch.Generator().manual_seed(0)
+    precision = resolve_precision(cfg.actor.precision, torch.device("cpu"), "actor.precision")
     previous = torch.get_num_threads()
     torch.set_num_threads(cfg.actor.threads)
+
+    def act_unroll() -> None:  # as Actor.unroll does it: T steps in one autocast context
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            for _ in range(cfg.actor.unroll_length):
+                sample_actions(net(obs, ctx)[0].float(), gen)
+
     try:
         with torch.no_grad():
-            for _ in range(5):
-                sample_actions(net(obs, ctx)[0], gen)
+            act_unroll()
             n, c0, t0 = 0, _cpu_seconds(), time.perf_counter()
             while time.perf_counter() - t0 < seconds:
-                sample_actions(net(obs, ctx)[0], gen)
-                n += b
+                act_unroll()
+                n += b * cfg.actor.unroll_length
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     finally:
         torch.set_num_threads(previous)
-    return {"samples_per_s": n / wall, "per_cpu_s": n / max(cpu, 1e-9), "batch": b}
+    return {"samples_per_s": n / wall, "per_cpu_s": n / max(cpu, 1e-9), "batch": b, "precision": precision}
 
 
 def learner_batch(cfg: ExperimentConfig, spec, role: str) -> dict[str, np.ndarray]:
@@ -178,6 +184,7 @@ def learner_batch(cfg: ExperimentConfig, spec, role: str) -> dict[str, np.ndarra
 def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
     """One follower update as the learner does it: `actor_critic_loss`, backward, clip, Adam."""
     import torch
+    from stackrl.learner.models import resolve_precision
     from stackrl.learner.update import actor_critic_loss
 
     spec, nets = _spec_and_nets(cfg)
@@ -186,7 +193,9 @@ def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learner.lr_follower)
     tensors = {k: torch.as_tensor(v) for k, v in learner_batch(cfg, spec, role).items()}
     samples = tensors["actions"].numel()
-    lc = cfg.learner
+    # `auto` resolved as the learner's UpdateStep does (the loss reads the resolved value).
+    precision = resolve_precision(cfg.learner.precision, torch.device("cpu"), "learner.precision")
+    lc = dataclasses.replace(cfg.learner, precision=precision)
     previous = torch.get_num_threads()
     # auto (0) is decided by the run's launcher from its actors' load; measured alone here, the
     # learner takes 1 thread, where its cost per CPU-second (what the limit is built from) is lowest.
@@ -211,7 +220,12 @@ def measure_learner(cfg: ExperimentConfig, seconds: float) -> dict:
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     finally:
         torch.set_num_threads(previous)
-    return {"samples_per_s": n / wall, "per_cpu_s": n / max(cpu, 1e-9), "batch": samples}
+    return {
+        "samples_per_s": n / wall,
+        "per_cpu_s": n / max(cpu, 1e-9),
+        "batch": samples,
+        "precision": precision,
+    }
 
 
 # -- end to end -------------------------------------------------------------------------------------
@@ -236,6 +250,8 @@ class AtariBench:
     actors: int
     actor_batch: int
     learner_batch: int
+    actor_precision: str  # what `actor.precision` / `learner.precision` resolved to on this machine
+    learner_precision: str
     raw_env_steps_per_s: float
     raw_env_steps_per_cpu_s: float
     actor_inference_per_s: float
@@ -288,7 +304,8 @@ def run_atari_benchmark(
     e2e = measure_end_to_end(env, n_actors, seconds, warmup, overrides)
     after = components()
     raw, inf, lrn = (
-        {k: (a[k] + b[k]) / 2 if k != "batch" else a[k] for k in a} for a, b in zip(before, after)
+        {k: (a[k] + b[k]) / 2 if k not in ("batch", "precision") else a[k] for k in a}
+        for a, b in zip(before, after)
     )
     cost = 1.0 / raw["per_cpu_s"] + p / inf["per_cpu_s"] + p / lrn["per_cpu_s"]
     limit = cores / cost
@@ -301,6 +318,8 @@ def run_atari_benchmark(
         actors=n_actors,
         actor_batch=inf["batch"],
         learner_batch=lrn["batch"],
+        actor_precision=inf["precision"],
+        learner_precision=lrn["precision"],
         raw_env_steps_per_s=raw["steps_per_s"],
         raw_env_steps_per_cpu_s=raw["per_cpu_s"],
         actor_inference_per_s=inf["samples_per_s"],
@@ -342,13 +361,13 @@ def format_report(r: AtariBench) -> str:
             "actor inference (samples)",
             r.actor_inference_per_s,
             r.actor_inference_per_cpu_s,
-            f"batch {r.actor_batch}",
+            f"batch {r.actor_batch}, {r.actor_precision}",
         ),
         (
             "learner fwd+bwd+Adam (samples)",
             r.learner_samples_per_s,
             r.learner_samples_per_cpu_s,
-            f"batch {r.learner_batch}",
+            f"batch {r.learner_batch}, {r.learner_precision}",
         ),
     ]
     lines = [
@@ -377,7 +396,6 @@ def format_report(r: AtariBench) -> str:
 def fire_economics(env: str, fire_share: float, steps: int = 1500, seed: int = 0) -> dict:
     """Random play where each follower picks a FIRE action with probability `fire_share`; game
     points per step and per FIRE action, at price 0."""
-    import dataclasses
 
     from stackrl.envs.atari_pricing import make_atari_pricing
     from stackrl.envs.base import LEADER

@@ -31,7 +31,8 @@ What each column means, the same for every system:
   SGD passes per sample    ours `learner.epochs`; SF `num_epochs`.
   samples per opt. step    ours T x B x batch_trajectories (one update is one Adam step per epoch,
                            no minibatches); SF `batch_size` (its minibatch).
-  precision                ours `learner.precision`; SF 2.1.1 has no mixed precision: fp32.
+  precision                ours: `learner.precision` and `actor.precision` as resolved on the machine
+                           (one word when they agree); SF 2.1.1 has no mixed precision: fp32.
   ours / peer              for a peer row: each of our rows at the same passes, divided by it.
 """
 
@@ -126,8 +127,9 @@ def read_load(path: Path) -> tuple[float, float] | None:
 
 # -- ours ---------------------------------------------------------------------------------------------
 def parse_ours(name: str, args: list[str], bench: dict) -> Run:
-    """Our row from bench atari's JSON; passes and precision from the config the run was given
-    (the preset plus its `--set` overrides), which the JSON does not repeat."""
+    """Our row from bench atari's JSON; passes from the config the run was given (the preset plus its
+    `--set` overrides), which the JSON does not repeat; precision as the JSON says it resolved
+    (`auto` becomes what the machine ran), else as configured."""
     env = option(args, "env") or bench.get("env") or "space_invaders_pricing"
     cfg = build_config(env, overrides=overrides(args))
     return Run(
@@ -136,12 +138,20 @@ def parse_ours(name: str, args: list[str], bench: dict) -> Run:
         steps_per_s=float(bench["end_to_end_steps_per_s"]),
         passes=cfg.learner.epochs,
         samples_per_step=int(bench["learner_batch"]),
-        precision=cfg.learner.precision,
+        precision=_precision(
+            bench.get("learner_precision", cfg.learner.precision),
+            bench.get("actor_precision", cfg.actor.precision),
+        ),
         window_s=float(bench.get("end_to_end_seconds", 0.0)),
         load=(bench["load_average_start"], bench["load_average_end"])
         if "load_average_start" in bench
         else None,
     )
+
+
+def _precision(learner: str, actor: str) -> str:
+    """One word when learner and actors agree ("bf16"), else both ("learner bf16, actors fp32")."""
+    return learner if learner == actor else f"learner {learner}, actors {actor}"
 
 
 # -- Sample Factory -----------------------------------------------------------------------------------

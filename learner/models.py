@@ -18,10 +18,41 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
-from stackrl.config import ModelConfig
+from stackrl.config import PRECISIONS, ConfigError, ModelConfig
 from stackrl.envs.base import EnvSpec
 from stackrl.envs.spaces import Box, Discrete, Space
 from torch import nn
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """CUDA always; a CPU only with bf16 instructions (AVX512-BF16 or AMX), where oneDNN runs bf16
+    matmuls and convolutions natively instead of emulating them slower than fp32."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def resolve_precision(setting: str, device: torch.device, key: str) -> str:
+    """`fp32` | `bf16` | `auto` -> what a network runs in on `device`: `auto` is bf16 where the
+    hardware runs it natively, else fp32 (each process decides for its own device, so an actor on an
+    older CPU than the learner's still runs). An explicit `bf16` on hardware without it is an error:
+    emulated bf16 is slower than fp32, never what a user asking for speed wants.
+
+    Raises:
+        ConfigError: `setting` is not one of PRECISIONS, or bf16 is asked for where it is emulated.
+    """
+    if setting not in PRECISIONS:
+        raise ConfigError(f"{key}: must be one of {', '.join(PRECISIONS)}, got {setting!r}")
+    supported = bf16_supported(device)
+    if setting == "bf16" and not supported:
+        raise ConfigError(
+            f"{key}: bf16 needs CUDA or a CPU with bf16 instructions (AVX512-BF16, AMX); "
+            "this one has neither: use fp32 or auto"
+        )
+    return "bf16" if setting == "bf16" or (setting == "auto" and supported) else "fp32"
 
 
 class NatureCNN(nn.Module):
@@ -50,7 +81,14 @@ class NatureCNN(nn.Module):
         # Layout first, on the 4x smaller uint8 frames; the float copy keeps it; scale in place:
         # one float pass over the batch instead of three. [N, C, 84, 84] in NHWC memory.
         x = x.contiguous(memory_format=torch.channels_last)
-        x = x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x / 255.0
+        if x.dtype == torch.uint8:
+            # Under bf16 autocast the first convolution would cast a float copy again: go to bf16
+            # directly (0..255 are exact in bf16), one pass fewer over the batch.
+            kind = x.device.type
+            bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
+            x = x.to(torch.bfloat16 if bf16 else torch.float32).mul_(1.0 / 255.0)
+        else:
+            x = x / 255.0
         features: torch.Tensor = self.fc(self.conv(x))
         return features
 

@@ -6,39 +6,28 @@ nothing about when to learn (the schedule decides) or what to record (the run re
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from stackrl.config import ConfigError, ExperimentConfig
+from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER, EnvSpec
 from stackrl.learner.leader_restarts import fit_commitment
 from stackrl.learner.metrics import Metrics
-from stackrl.learner.models import PolicyNet, build_networks
+from stackrl.learner.models import PolicyNet, build_networks, resolve_precision
 from stackrl.learner.update import actor_critic_loss
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """CUDA always; a CPU only with bf16 instructions (AVX512-BF16 or AMX), where oneDNN runs bf16
-    matmuls and convolutions natively instead of emulating them slower than fp32."""
-    if device.type == "cuda":
-        return True
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN
-        return False
 
 
 class UpdateStep:
     def __init__(self, cfg: ExperimentConfig, spec: EnvSpec, device: torch.device):
-        if cfg.learner.precision == "bf16" and not bf16_supported(device):
-            raise ConfigError(
-                "learner.precision: bf16 needs CUDA or a CPU with bf16 instructions (AVX512-BF16, AMX); "
-                "this one has neither: use fp32"
-            )
-        self.cfg = cfg
+        # `auto` resolved for this device; the losses read the resolved value from self.cfg.
+        self.precision = resolve_precision(cfg.learner.precision, device, "learner.precision")
+        self.cfg = dataclasses.replace(
+            cfg, learner=dataclasses.replace(cfg.learner, precision=self.precision)
+        )
         self.spec = spec
         self.device = device
         self.nets: dict[str, PolicyNet] = {

@@ -114,10 +114,21 @@ def test_repeats_are_one_row_with_their_median(tmp_path):
 
 
 def test_ours_passes_and_precision_come_from_the_overrides_of_the_command_line(tmp_path):
-    shutil.copy(DATA / f"{OURS}.json", tmp_path / "mine.json")
+    bench = json.loads((DATA / f"{OURS}.json").read_text())
     cmd = read_cmd(DATA / f"{OURS}.cmd")
     cmd += ["--set", "learner.epochs=4", "--set", "learner.ppo_clip=0.1", "--set", "learner.precision=bf16"]
+    cmd += ["--set", "actor.precision=fp32"]
     (tmp_path / "mine.cmd").write_text("\n".join(cmd))
+    # A JSON from before bench atari recorded what precision resolved to: the configured words.
+    old = {k: v for k, v in bench.items() if k not in ("learner_precision", "actor_precision")}
+    (tmp_path / "mine.json").write_text(json.dumps(old))
+    (run,) = read_folder(tmp_path, warmup=0.0)[0]
+    assert (run.passes, run.precision) == (4, "learner bf16, actors fp32")
+    # A JSON that says what `auto` resolved to wins over the configured words.
+    cmd += ["--set", "actor.precision=auto"]
+    (tmp_path / "mine.cmd").write_text("\n".join(cmd))
+    resolved = bench | {"learner_precision": "bf16", "actor_precision": "bf16"}
+    (tmp_path / "mine.json").write_text(json.dumps(resolved))
     (run,) = read_folder(tmp_path, warmup=0.0)[0]
     assert (run.passes, run.precision) == (4, "bf16")
 

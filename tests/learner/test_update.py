@@ -121,7 +121,7 @@ def _atari_like_batch(t: int = 4, b: int = 4, k: int = 5, actions: int = 6, seed
 
 
 @pytest.mark.skipif(
-    not __import__("stackrl.learner.update_step", fromlist=["x"]).bf16_supported(torch.device("cpu")),
+    not __import__("stackrl.learner.models", fromlist=["x"]).bf16_supported(torch.device("cpu")),
     reason="this CPU has no bf16 instructions (learner.precision=bf16 is refused there, tested below)",
 )
 def test_bf16_loss_and_gradients_agree_with_fp32_on_an_atari_batch():
@@ -149,12 +149,16 @@ def test_bf16_loss_and_gradients_agree_with_fp32_on_an_atari_batch():
     assert not torch.equal(g16, g32)  # the bf16 pass really ran in bf16
 
 
-def test_bf16_is_refused_where_the_cpu_cannot_run_it(monkeypatch):
+def test_bf16_is_refused_where_the_cpu_cannot_run_it_and_auto_falls_back_to_fp32(monkeypatch):
     from stackrl.config import ConfigError
-    from stackrl.learner import update_step
+    from stackrl.learner import models
 
-    monkeypatch.setattr(update_step, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(models, "bf16_supported", lambda device: False)
     cfg = ExperimentConfig(env=EnvConfig(name="prisoners_dilemma", num_games=2))
     cfg.learner.precision = "bf16"
     with pytest.raises(ConfigError, match="learner.precision"):
         Learner(cfg)
+    cfg.learner.precision = "auto"
+    assert Learner(cfg).step.precision == "fp32"
+    monkeypatch.setattr(models, "bf16_supported", lambda device: True)
+    assert Learner(cfg).step.precision == "bf16"
