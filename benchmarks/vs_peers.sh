@@ -16,15 +16,17 @@
 #    is copied into the project, and the product itself never installs anything.
 # 2. Runs, one after another on the same env (envpool SpaceInvaders-v5, Nature CNN, frame stack 4),
 #    each for the same window after a warm-up:
-#      stackrl bench atari: the preset (1 pass), 4 passes (epochs=4, ppo_clip=0.1), 4 passes + bf16
+#      stackrl bench atari: the preset (1 pass; precision auto: bf16 on a CPU with bf16 instructions),
+#        the same in fp32, 4 passes (epochs=4, ppo_clip=0.1) auto and fp32, and the two-player game
+#        (space_invaders_pricing_2p) at 1 and 4 passes (no peer plays it: reported beside, unratioed)
 #      Sample Factory serial mode (--serial_mode=True: one process, torch on every core), 1 and 4 epochs
 #      Sample Factory asynchronous mode (2 rollout workers), 4 epochs
 #    Each run leaves DIR/<name>.cmd (its command line) and DIR/<name>.log (+ DIR/<name>.json for ours).
 #    --repeats N runs the whole sequence N times (names get @1..@N; ours and the peers alternate, so
 #    the machine's drift reaches all of them); the table shows each row's median and every run.
 # 3. Prints one table (`stackrl bench peers --from-logs DIR`, experiments/vs_peers.py): agent
-#    steps/s, SGD passes per sample, samples per optimizer step, precision, ours / peer at equal
-#    passes; also written to DIR/table.md and DIR/table.json.
+#    steps/s, SGD passes per sample, samples per optimizer step, precision, our end-to-end / limit,
+#    ours / peer at equal passes; also written to DIR/table.md and DIR/table.json.
 #
 # --only takes a comma-separated subset of run names (see RUNS below), e.g. for a smoke test:
 #   benchmarks/vs_peers.sh --seconds 10 --warmup 10 --only sf_serial_1pass
@@ -137,10 +139,17 @@ sf() {
     --save_every_sec=100000 --save_best_every_sec=100000 --with_wandb=False "$@"
 }
 
+# RUNS: the preset at 1 and 4 passes (its precision: auto, bf16 where the CPU has bf16 instructions),
+# the same in fp32 (learner and actors), and the two-player game at 1 and 4 passes; then the peers.
+fp32=(--set learner.precision=fp32 --set actor.precision=fp32)
+four=(--set learner.epochs=4 --set learner.ppo_clip=0.1)
 ours_and_peers() {
   ours stackrl_1pass
-  ours stackrl_4pass --set learner.epochs=4 --set learner.ppo_clip=0.1
-  ours stackrl_4pass_bf16 --set learner.epochs=4 --set learner.ppo_clip=0.1 --set learner.precision=bf16
+  ours stackrl_1pass_fp32 "${fp32[@]}"
+  ours stackrl_4pass "${four[@]}"
+  ours stackrl_4pass_fp32 "${four[@]}" "${fp32[@]}"
+  ours stackrl_2p_1pass --env space_invaders_pricing_2p
+  ours stackrl_2p_4pass --env space_invaders_pricing_2p "${four[@]}"
   sf sf_serial_1pass --serial_mode=True --num_epochs=1
   sf sf_serial_4pass --serial_mode=True --num_epochs=4
   sf sf_async_4pass --serial_mode=False --num_epochs=4

@@ -33,7 +33,11 @@ What each column means, the same for every system:
                            no minibatches); SF `batch_size` (its minibatch).
   precision                ours: `learner.precision` and `actor.precision` as resolved on the machine
                            (one word when they agree); SF 2.1.1 has no mixed precision: fp32.
-  ours / peer              for a peer row: each of our rows at the same passes, divided by it.
+  end-to-end / limit       ours: the run's rate over the compute-bound limit bench atari built from
+                           its component rates (median and every repeat).
+  ours / peer              for a peer row: each of our one-player rows at the same passes, divided
+                           by it (the peer plays one-player Space Invaders; our two-player game's
+                           rows stand beside it without a ratio).
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class Run:
     window_s: float = 0.0
     load: tuple[float, float] | None = None
     note: str = ""
+    players: int = 1
+    """Agents the env trains at once (ours: its followers; the two-player game has 2)."""
+    limit_ratio: float | None = None
+    """Ours: end-to-end / the compute-bound limit bench atari computed for the same run."""
 
 
 @dataclass
@@ -89,8 +97,11 @@ class Row:
     loads: list[str] = field(default_factory=list)
     """"before->after" 1-minute load average of each run: a busy neighbour shows up here first."""
     ours: bool = False
+    players: int = 1
+    limit_ratios: list[float] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
-    """Peer rows: our config -> our median / this median, for our rows at the same passes."""
+    """Peer rows: our config -> our median / this median, for our one-player rows at the same passes
+    (the peer plays one-player Space Invaders; the two-player game is reported beside it, unratioed)."""
 
     @property
     def median(self) -> float | None:
@@ -143,6 +154,8 @@ def parse_ours(name: str, args: list[str], bench: dict) -> Run:
             bench.get("actor_precision", cfg.actor.precision),
         ),
         window_s=float(bench.get("end_to_end_seconds", 0.0)),
+        players=int(bench.get("followers", 1)),
+        limit_ratio=float(bench["ratio"]) if "ratio" in bench else None,
         load=(bench["load_average_start"], bench["load_average_end"])
         if "load_average_start" in bench
         else None,
@@ -292,10 +305,13 @@ def build_rows(runs: list[Run]) -> list[Row]:
                 samples_per_step=r.samples_per_step,
                 precision=r.precision,
                 ours=not r.system.startswith(SF_SYSTEM),
+                players=r.players,
             ),
         )
         if r.steps_per_s is not None:
             row.runs.append(r.steps_per_s)
+        if r.limit_ratio is not None:
+            row.limit_ratios.append(r.limit_ratio)
         if r.note:
             row.notes.append(f"{r.name}: {r.note}")
         if r.load is not None:
@@ -305,7 +321,7 @@ def build_rows(runs: list[Run]) -> list[Row]:
         if peer.ours or not peer.median:
             continue
         for mine in ordered:
-            if mine.ours and mine.passes == peer.passes and mine.median:
+            if mine.ours and mine.players == 1 and mine.passes == peer.passes and mine.median:
                 peer.ratios[mine.config] = mine.median / peer.median
     return ordered
 
@@ -314,8 +330,8 @@ def format_table(rows: list[Row]) -> str:
     """A Markdown table: one row per configuration, ratios on the peer rows."""
     lines = [
         "| system | run | agent steps/s | SGD passes per sample | samples per optimizer step "
-        "| precision | ours ÷ peer at equal passes |",
-        "|---|---|---|---|---|---|---|",
+        "| precision | end-to-end ÷ limit | ours ÷ peer at equal passes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.median is None:
@@ -325,8 +341,14 @@ def format_table(rows: list[Row]) -> str:
         else:
             rate = f"{r.median:,.0f}"
         ratio = ", ".join(f"{c}: {v:.2f}" for c, v in r.ratios.items()) if r.ratios else ""
+        limit = ""
+        if r.limit_ratios:
+            limit = f"{statistics.median(r.limit_ratios):.2f}"
+            if len(r.limit_ratios) > 1:
+                limit += " (" + " ".join(f"{x:.2f}" for x in r.limit_ratios) + ")"
         lines.append(
-            f"| {r.system} | {r.config} | {rate} | {r.passes} | {r.samples_per_step} | {r.precision} | {ratio} |"
+            f"| {r.system} | {r.config} | {rate} | {r.passes} | {r.samples_per_step} | {r.precision} "
+            f"| {limit} | {ratio} |"
         )
     notes = [n for r in rows for n in r.notes]
     loads = [x for r in rows for x in r.loads]

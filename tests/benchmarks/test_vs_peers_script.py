@@ -41,8 +41,10 @@ def _stand_ins(tmp_path: Path) -> tuple[Path, Path]:
     _stub(
         bin_dir / "stackrl",
         'if [[ "$1 $2" == "bench atari" ]]; then\n'
+        '  players=1; [[ "$*" == *_2p* ]] && players=2\n'  # the two-player game has 2 followers
         "  while [[ $# -gt 0 ]]; do\n"
-        f'    if [[ "$1" == --json ]]; then cp "{DATA}/stackrl_1pass.json" "$2"; fi; shift\n'
+        f'    if [[ "$1" == --json ]]; then sed "s/\\"followers\\": 1/\\"followers\\": $players/" '
+        f'"{DATA}/stackrl_1pass.json" > "$2"; fi; shift\n'
         "  done\n  exit 0\nfi\n"
         f'exec "{sys.executable}" -m stackrl.deploy.cli "$@"\n',
     )
@@ -68,7 +70,12 @@ def test_script_runs_every_configuration_and_prints_the_table(tmp_path):
 
     assert cmd("stackrl_1pass")[:3] == ["stackrl", "bench", "atari"] and "--set" not in cmd("stackrl_1pass")
     assert {"learner.epochs=4", "learner.ppo_clip=0.1"} <= set(cmd("stackrl_4pass"))
-    assert "learner.precision=bf16" in cmd("stackrl_4pass_bf16")
+    fp32 = {"learner.precision=fp32", "actor.precision=fp32"}
+    assert fp32 <= set(cmd("stackrl_1pass_fp32")) and fp32 <= set(cmd("stackrl_4pass_fp32"))
+    assert not fp32 & set(cmd("stackrl_4pass"))  # the preset's own precision (auto)
+    for name in ("stackrl_2p_1pass", "stackrl_2p_4pass"):
+        assert "space_invaders_pricing_2p" in cmd(name)
+    assert "learner.epochs=4" in cmd("stackrl_2p_4pass")
     for name, serial, epochs in (
         ("sf_serial_1pass", "True", 1),
         ("sf_serial_4pass", "True", 4),
@@ -81,15 +88,23 @@ def test_script_runs_every_configuration_and_prints_the_table(tmp_path):
     assert (out / "sample-factory-2.1.1.freeze.txt").read_text().strip() == "sample-factory==2.1.1"
     table = (out / "table.md").read_text()
     assert table.strip() in done.stdout
-    rows = {row["config"] for row in json.loads((out / "table.json").read_text())["rows"]}
-    assert rows == {
+    rows = {row["config"]: row for row in json.loads((out / "table.json").read_text())["rows"]}
+    assert set(rows) == {
         "stackrl_1pass",
+        "stackrl_1pass_fp32",
         "stackrl_4pass",
-        "stackrl_4pass_bf16",
+        "stackrl_4pass_fp32",
+        "stackrl_2p_1pass",
+        "stackrl_2p_4pass",
         "sf_serial_1pass",
         "sf_serial_4pass",
         "sf_async_4pass",
     }
+    # The peer plays one-player Space Invaders: the two-player rows get no ratio. (Every stand-in SF
+    # run prints the same recorded 1-epoch log, so every SF row is a 1-pass row here.)
+    for peer in ("sf_serial_1pass", "sf_serial_4pass", "sf_async_4pass"):
+        assert set(rows[peer]["ratios"]) == {"stackrl_1pass", "stackrl_1pass_fp32"}
+    assert rows["stackrl_2p_1pass"]["players"] == 2 and rows["stackrl_2p_1pass"]["limit_ratios"]
 
 
 def test_repeats_alternate_ours_and_peers_and_only_picks_configurations(tmp_path):
