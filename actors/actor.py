@@ -16,7 +16,7 @@ from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, make_stackelberg_env
 from stackrl.envs.query_phase import StackelbergObs
-from stackrl.learner.models import build_networks, resolve_precision
+from stackrl.learner.models import build_networks, precision_autocast, resolve_precision
 from stackrl.protos.transport import ActorEndpoint, Broadcast
 from stackrl.trajectory import Trajectory, TrajectorySpec
 
@@ -125,7 +125,7 @@ class Actor:
         # One autocast context for the whole unroll: autocast caches its bf16 copy of each weight
         # until the context exits, so the weights are cast once per unroll (they change only between
         # unrolls), not once per step (a 7 MB cast per step made bf16 acting slower than fp32).
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with precision_autocast("cpu", self.precision):
             return self._unroll()
 
     def _unroll(self) -> list[Trajectory]:

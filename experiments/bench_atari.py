@@ -122,7 +122,7 @@ def measure_inference(cfg: ExperimentConfig, seconds: float) -> dict:
     """One follower network's acting cost at the actor batch: forward + sampling, no_grad."""
     import torch
     from stackrl.actors.actor import sample_actions
-    from stackrl.learner.models import resolve_precision
+    from stackrl.learner.models import precision_autocast, resolve_precision
 
     spec, nets = _spec_and_nets(cfg)
     role = spec.roles[1]
@@ -139,7 +139,7 @@ def measure_inference(cfg: ExperimentConfig, seconds: float) -> dict:
     torch.set_num_threads(cfg.actor.threads)
 
     def act_unroll() -> None:  # as Actor.unroll does it: T steps in one autocast context
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with precision_autocast("cpu", precision):
             for _ in range(cfg.actor.unroll_length):
                 sample_actions(net(obs, ctx)[0].float(), gen)
 

@@ -23,6 +23,7 @@ from stackrl.experiments.bench_atari import _spec_and_nets, learner_batch, load_
 def measure_rate(env: str, device: str, precision: str, batch_mult: int, seconds: float) -> dict[str, Any]:
     """Learner samples (agent steps) per second of one follower update on `device`."""
     import torch
+    from stackrl.learner.models import precision_autocast
     from stackrl.learner.update import actor_critic_loss
 
     base = load_config(env)
@@ -34,7 +35,7 @@ def measure_rate(env: str, device: str, precision: str, batch_mult: int, seconds
     tensors = {k: torch.as_tensor(v).to(device) for k, v in learner_batch(cfg, spec, role).items()}
     samples = tensors["actions"].numel()
     lc = cfg.learner
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = precision_autocast(device, precision)
 
     def sync() -> None:
         if device == "cuda":

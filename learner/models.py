@@ -55,6 +55,12 @@ def resolve_precision(setting: str, device: torch.device, key: str) -> str:
     return "bf16" if setting == "bf16" or (setting == "auto" and supported) else "fp32"
 
 
+def precision_autocast(device_type: str, precision: str) -> torch.autocast:
+    """The autocast context every network pass runs in: bf16 when `precision` (already resolved)
+    is bf16, a no-op context for fp32."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 class NatureCNN(nn.Module):
     """Mnih et al. (2015) trunk: uint8 frames [N, C, 84, 84] -> [N, 512] features.
 

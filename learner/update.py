@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from stackrl.config import LearnerConfig
 from stackrl.learner import losses
-from stackrl.learner.models import PolicyNet
+from stackrl.learner.models import PolicyNet, precision_autocast
 from stackrl.learner.vtrace import vtrace
 
 
@@ -43,7 +43,7 @@ def actor_critic_loss(
     t1, b = obs.shape[:2]
     ctx = context.flatten(0, 1) if context.shape[-1] else None
     # bf16: only the network runs under autocast; everything after it (V-trace, losses) is fp32.
-    with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    with precision_autocast(obs.device.type, cfg.precision):
         logits, values = net(
             obs.flatten(0, 1), ctx, batch["elapsed"].flatten(0, 1)
         )  # [(T+1)*B, A], [(T+1)*B]
