@@ -58,6 +58,7 @@ have every unroll rejected (issue 13); the margin leaves room for the follower's
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
+LEADER_TRAJECTORIES = ("steps", "episodes")
 """What `learner.precision` and `actor.precision` accept (learner/models.py resolves `auto`)."""
 
 
@@ -248,8 +249,24 @@ class ActorConfig:
     elsewhere; the Atari CNN acts about 1.5x faster, action probabilities move by ~1e-4); `auto`: bf16
     where this actor's CPU runs it natively, else fp32. The logged log-probabilities are the ones the
     actor sampled with, so V-trace corrects for whatever rounding differs from the learner's."""
+    leader_trajectories: str = "steps"
+    """How the leader's experience is cut into trajectories. `steps`: like every role, T consecutive
+    steps, bootstrapped from the leader's value at the unroll's end (exact when an extended episode
+    fits in an unroll, as in the matrix games). `episodes`: each finished extended episode becomes one
+    column of the leader's decisions only, the rewards after a decision summed onto it and the episode
+    closed after the last one (a semi-Markov view, as RLlib hands a multi-agent env's rewards to an
+    agent at its next step): the leader's return is the whole episode's, not a bootstrap. Needed where
+    episodes are much longer than an unroll (Atari pricing: ~2,000 steps): the leader's critic cannot
+    see the schedule it committed to, so a bootstrapped value credits a query answer only with the
+    revenue earned inside its own unroll. Needs `env.commit` and at most `unroll_length` leader
+    decisions per episode."""
 
     def validate(self) -> None:
+        _require(
+            self.leader_trajectories in LEADER_TRAJECTORIES,
+            "actor.leader_trajectories",
+            f"must be 'steps' or 'episodes', got {self.leader_trajectories!r}",
+        )
         _require(
             self.frozen_followers in ("sample", "greedy"),
             "actor.frozen_followers",
@@ -312,6 +329,11 @@ class LearnerConfig:
     """`fp32`; `bf16`: the networks' forward and backward passes under bfloat16 autocast (CUDA, or a
     CPU with bf16 instructions; refused elsewhere); losses, V-trace and Adam stay in fp32; `auto`:
     bf16 where the learner's device runs it natively, else fp32."""
+    followers_from: str | None = None
+    """A run directory (or its checkpoint.pt) whose trained followers this run starts from: pretraining
+    does not depend on the leader, so one pretrained contextual follower serves every leader trained
+    against it (drop the pretrain phase from `schedule.phases`). Env and model must match that run's;
+    a mismatch is refused at start, naming the tensor. Only networks are read (weights-only load)."""
 
     def validate(self) -> None:
         for key in ("lr_leader", "lr_follower"):
@@ -546,6 +568,12 @@ class ExperimentConfig:
         self.learner.validate()
         self.schedule.validate()
         self.server.validate()
+        _require(
+            self.actor.leader_trajectories == "steps" or self.env.commit,
+            "actor.leader_trajectories",
+            "'episodes' needs env.commit: an uncommitted leader also decides in play, so an episode "
+            "holds more leader decisions than an unroll",
+        )
 
     @property
     def run_dir(self) -> Path:

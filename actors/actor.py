@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import torch
+from stackrl.actors.leader_episodes import LeaderEpisodes
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER
 from stackrl.envs.factory import env_spec, make_stackelberg_env
@@ -59,6 +60,12 @@ class Actor:
             for role in self.spec.roles
         }
         self.storage = {role: s.allocate() for role, s in self.storage_specs.items()}
+        # actor.leader_trajectories 'episodes': the leader's trajectories are whole episodes
+        self.leader_episodes = (
+            LeaderEpisodes(self.storage_specs[LEADER])
+            if cfg.actor.leader_trajectories == "episodes"
+            else None
+        )
         self.versions = {role: -1 for role in self.spec.roles}  # -1: no weights yet
         self.broadcast: Broadcast | None = None
         self._greedy_roles: set[str] = (
@@ -84,6 +91,8 @@ class Actor:
         if self.broadcast is None or b.phase_id != self.broadcast.phase_id:
             self.env.set_leader_source(b.leader_source, b.leader_table)
             self.obs = self.env.reset(seed=self.cfg.seed * 100_003 + self.actor_id + 7919 * b.phase_id)
+            if self.leader_episodes is not None:
+                self.leader_episodes.clear()
         self.broadcast = b
         greedy = self.cfg.actor.frozen_followers == "greedy"
         self._greedy_roles = {r for r in self.spec.roles[1:] if greedy and r not in b.send_roles}
@@ -172,20 +181,53 @@ class Actor:
             if episode_rows
             else np.zeros((0, len(self.spec.roles)), np.float32)
         )
+        if self.leader_episodes is not None:
+            self._record_leader_episodes(keep=LEADER in send)
         out = []
         for i, role in enumerate(r for r in self.spec.roles if r in send):
+            arrays, version = self._arrays(role)
             out.append(
                 Trajectory(
                     role=role,
                     actor_id=self.actor_id,
-                    version=max(self.versions[role], 0),
+                    version=version,
                     phase_id=self.broadcast.phase_id,
-                    arrays={k: v.copy() for k, v in self.storage[role].items()},
+                    arrays=arrays,
                     episode_returns=returns,
                     env_steps=env_steps if i == 0 else 0,
                 )
             )
         return out
+
+    def _record_leader_episodes(self, keep: bool) -> None:
+        """Feed this unroll's leader steps to the episode buffer; `keep` False drops the episodes
+        that finished (the leader does not learn now, nobody would send them)."""
+        store, eps = self.storage[LEADER], self.leader_episodes
+        assert eps is not None
+        version = max(self.versions[LEADER], 0)
+        for t in range(self.unroll_length):
+            eps.record(
+                store["obs"][t],
+                store["elapsed"][t],
+                store["actions"][t],
+                store["logp"][t],
+                store["valid"][t],
+                store["rewards"][t],
+                store["dones"][t],
+                version,
+            )
+        if not keep:
+            eps.drop_finished()
+
+    def _arrays(self, role: str) -> tuple[dict[str, np.ndarray], int]:
+        """This unroll's arrays of `role` and the weights version that produced them: the storage's
+        T steps, or for the leader with `leader_trajectories: episodes` the episodes that finished
+        (the oldest version among them)."""
+        current = max(self.versions[role], 0)
+        if role != LEADER or self.leader_episodes is None:
+            return {k: v.copy() for k, v in self.storage[role].items()}, current
+        arrays, oldest = self.leader_episodes.take(self.storage[LEADER]["obs"][self.unroll_length])
+        return arrays, current if oldest < 0 else oldest
 
     def run(self, max_unrolls: int | None = None) -> None:
         """The actor loop: poll weights, unroll, push; until the learner says the run is done."""

@@ -67,6 +67,9 @@ class Learner:
         self.spec = env_spec(self.evaluator.env)
         self.followers = self.spec.roles[1:]
         self.step = UpdateStep(cfg, self.spec, self.device)
+        if cfg.learner.followers_from:
+            loaded = self.step.load_followers(Path(cfg.learner.followers_from))
+            log.info("followers %s start from %s", ", ".join(loaded), cfg.learner.followers_from)
         self.schedule = Schedule(cfg.schedule, self.followers)
         self.selection: LeaderSelection | None = (
             LeaderSelection(cfg, self.evaluator, self.spec, self.device)
@@ -189,7 +192,7 @@ class Learner:
         index_before, phase_before = self.schedule.index, self.schedule.phase
         if not self.schedule.add_env_steps(steps):
             for t in trajs:
-                if t.role in learning:
+                if t.role in learning and self.step.has_data(t.role, t.arrays):
                     self.pending[t.role].append(t)
             for role in learning:
                 if len(self.pending[role]) >= self.cfg.learner.batch_trajectories:

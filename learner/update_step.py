@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from stackrl.config import ExperimentConfig
 from stackrl.envs.base import LEADER, EnvSpec
+from stackrl.learner.checkpoint import CheckpointError, load_checkpoint
 from stackrl.learner.leader_restarts import fit_commitment
 from stackrl.learner.metrics import Metrics
 from stackrl.learner.models import PolicyNet, build_networks, resolve_precision
@@ -39,6 +41,40 @@ class UpdateStep:
         # Optimizer passes skipped because the loss or gradient was not finite (metric
         # `loss/<role>/skipped_nonfinite`): a poisoned batch costs one update, never the weights.
         self.skipped: dict[str, int] = defaultdict(int)
+
+    def value_on_all_steps(self, role: str) -> bool:
+        """Train `role`'s value on every step, not only its decisions: the leader, whose extended
+        episode is all its steps, unless its trajectories are whole episodes of decisions only."""
+        return role == LEADER and self.cfg.actor.leader_trajectories == "steps"
+
+    def has_data(self, role: str, arrays: dict[str, np.ndarray]) -> bool:
+        """Whether a trajectory of `role` gives any loss term: an update on one without decisions
+        (and no value on other steps) would be an Adam step on zero gradients, moved by momentum alone."""
+        return self.value_on_all_steps(role) or bool(np.any(arrays["valid"]))
+
+    def load_followers(self, path: Path) -> list[str]:
+        """Start the followers from another run's checkpoint (`learner.followers_from`: its run
+        directory or checkpoint.pt); returns the roles loaded. The env and model must match that
+        run's: a missing role or a tensor of another shape is a CheckpointError naming it."""
+        path = Path(path)
+        ckpt = path / "checkpoint.pt" if path.is_dir() else path
+        state = load_checkpoint(ckpt)
+        nets = state.get("nets", {})
+        roles = [r for r in self.spec.roles if r != LEADER]
+        for role in roles:
+            if role not in nets:
+                raise CheckpointError(f"learner.followers_from: {ckpt} has no network for {role}")
+            own = self.nets[role].state_dict()
+            theirs = nets[role]
+            for name, tensor in own.items():
+                if name not in theirs or tuple(theirs[name].shape) != tuple(tensor.shape):
+                    got = tuple(theirs[name].shape) if name in theirs else "missing"
+                    raise CheckpointError(
+                        f"learner.followers_from: {ckpt}: {role}.{name} is {got}, this run's is "
+                        f"{tuple(tensor.shape)} (env and model must match the run that trained them)"
+                    )
+            self.nets[role].load_state_dict(theirs)
+        return roles
 
     def _base_lr(self, role: str) -> float:
         lc = self.cfg.learner
@@ -81,7 +117,7 @@ class UpdateStep:
         applied = 0
         for _ in range(lc.epochs):
             loss, stats = actor_critic_loss(
-                net, tensors, lc, entropy_cost=entropy_cost, value_on_all_steps=role == LEADER
+                net, tensors, lc, entropy_cost=entropy_cost, value_on_all_steps=self.value_on_all_steps(role)
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]

@@ -202,3 +202,12 @@ def test_yaml_round_trip():
 def test_yaml_must_be_a_mapping():
     with pytest.raises(ConfigError, match="mapping"):
         ExperimentConfig.from_yaml("- just\n- a list\n")
+
+
+def test_leader_episode_trajectories_need_a_committed_leader():
+    with pytest.raises(ConfigError, match="actor.leader_trajectories.*env.commit"):
+        ExperimentConfig.from_dict(
+            {"env": {"name": "chicken", "commit": False}, "actor": {"leader_trajectories": "episodes"}}
+        )
+    with pytest.raises(ConfigError, match="actor.leader_trajectories"):
+        ExperimentConfig.from_dict({"env": {"name": "chicken"}, "actor": {"leader_trajectories": "unroll"}})

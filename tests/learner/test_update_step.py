@@ -109,3 +109,58 @@ def test_a_non_finite_loss_skips_the_update_and_counts_it():
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert step.skipped["follower_0"] == 1 and step.versions["follower_0"] == version
     assert step.updates["follower_0"] == 0
+
+
+def _save_run(tmp_path, step: UpdateStep):
+    from stackrl.learner.checkpoint import save_checkpoint
+
+    run = tmp_path / "pretrained"
+    run.mkdir()
+    save_checkpoint(
+        run / "checkpoint.pt", {"format": "stackrl-checkpoint-v1", "nets": step.state_dict()["nets"]}
+    )
+    return run
+
+
+def test_followers_start_from_another_runs_checkpoint_and_the_leader_stays_fresh(tmp_path):
+    cfg, env, trained = setup()
+    with torch.no_grad():
+        for p in trained.nets["follower_0"].parameters():
+            p.add_(1.0)
+    run = _save_run(tmp_path, trained)
+    fresh = UpdateStep(cfg, env_spec(env), torch.device("cpu"))
+    leader_before = {k: v.clone() for k, v in fresh.nets[LEADER].state_dict().items()}
+    assert fresh.load_followers(run) == ["follower_0"]
+    for k, v in trained.nets["follower_0"].state_dict().items():
+        assert torch.equal(v, fresh.nets["follower_0"].state_dict()[k])
+    for k, v in fresh.nets[LEADER].state_dict().items():
+        assert torch.equal(v, leader_before[k])
+
+
+def test_followers_from_a_run_of_another_model_is_refused_naming_the_tensor(tmp_path):
+    import pytest
+    from stackrl.learner.checkpoint import CheckpointError
+
+    other_cfg = ExperimentConfig.from_dict(
+        {"env": {"name": "chicken", "num_games": 4}, "model": {"hidden": 16}}
+    )
+    other_env = make_stackelberg_env(other_cfg.env)
+    run = _save_run(tmp_path, UpdateStep(other_cfg, env_spec(other_env), torch.device("cpu")))
+    _, _, step = setup()
+    with pytest.raises(CheckpointError, match=r"follower_0\..*this run's is"):
+        step.load_followers(run)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        step.load_followers(tmp_path / "missing")
+
+
+def test_a_leader_batch_without_decisions_is_no_update_only_in_episodes_mode():
+    cfg, env, step = setup()
+    empty = {"valid": np.zeros((3, 2), bool)}
+    assert step.has_data(LEADER, empty)  # steps mode: the leader's value trains on every step
+    assert not step.has_data("follower_0", empty)
+    episodes = ExperimentConfig.from_dict(
+        {"env": {"name": "chicken", "num_games": 4}, "actor": {"leader_trajectories": "episodes"}}
+    )
+    step2 = UpdateStep(episodes, env_spec(env), torch.device("cpu"))
+    assert not step2.has_data(LEADER, empty) and not step2.value_on_all_steps(LEADER)
+    assert step2.has_data(LEADER, {"valid": np.eye(2, dtype=bool)})
