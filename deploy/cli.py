@@ -728,6 +728,16 @@ def bench_peers(folder: str, warmup: float, seconds: float | None) -> None:
         _fail(str(e))
 
 
+def _prices(text: str | None) -> list[float] | None:
+    """`--regret-schedule 0,0.25,0,1,0` -> [0.0, 0.25, 0.0, 1.0, 0.0] (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"--regret-schedule: {text!r} is not comma-separated prices")
+
+
 @main.command("eval")
 @click.argument("run_dir")
 @click.option("--episodes", type=int, default=8, show_default=True, help="Evaluation episodes per schedule.")
@@ -745,6 +755,12 @@ def bench_peers(folder: str, warmup: float, seconds: float | None) -> None:
     show_default=True,
     help="Train scratch followers until their return stops improving, checked every N agent steps "
     "(3 checks without a new best), the regret budget being the cap (0: train for the whole budget).",
+)
+@click.option(
+    "--regret-schedule",
+    default=None,
+    help="Comma-separated prices, one per phase (e.g. the best schedule --search found): measure the "
+    "follower regret on it instead of on the leader's schedule.",
 )
 @click.option("--max-steps", type=int, default=2500, show_default=True, help="Cut evaluation episodes here.")
 @click.option("--greedy", is_flag=True, help="Followers act greedily (default: sample their policies).")
@@ -780,6 +796,7 @@ def eval_run(
     episodes: int,
     regret_steps: int,
     regret_plateau: int,
+    regret_schedule: str | None,
     max_steps: int,
     greedy: bool,
     json_path: str | None,
@@ -807,6 +824,7 @@ def eval_run(
                 max_episode_steps=max_steps,
                 greedy=greedy,
                 plateau_every=regret_plateau,
+                regret_schedule=_prices(regret_schedule),
             )
             click.echo(format_report(report))
         if search:

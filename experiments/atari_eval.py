@@ -107,6 +107,19 @@ def rollout(
     )
 
 
+def schedule_indices(schedule: list[float], prices: list[float], phases: int) -> np.ndarray:
+    """[K] price indices of a schedule given as prices (one per phase, each on the menu)."""
+    if len(schedule) != phases:
+        raise ValueError(f"a schedule needs {phases} prices (one per phase), got {len(schedule)}")
+    out = []
+    for p in schedule:
+        hits = [j for j, q in enumerate(prices) if abs(q - p) < 1e-9]
+        if not hits:
+            raise ValueError(f"price {p:g} is not on the menu {prices}")
+        out.append(hits[0])
+    return np.asarray(out, np.int64)
+
+
 def eval_env(
     cfg: ExperimentConfig, episodes: int, max_episode_steps: int | None, seed: int
 ) -> StackelbergEnv:
@@ -215,10 +228,12 @@ def run_eval(
     seed: int = 4242,
     greedy: bool = False,
     plateau_every: int = 0,
+    regret_schedule: list[float] | None = None,
 ) -> dict:
     """The whole report as a JSON-able dict (see the module docstring). `plateau_every` > 0: the
     scratch followers train until their return stops improving (checked every that many steps,
-    `Plateau`), with `regret_steps` as the cap."""
+    `Plateau`), with `regret_steps` as the cap. `regret_schedule` (prices, one per phase): measure
+    the regret on that schedule (e.g. the best one `--search` found) instead of the leader's."""
     cfg, state = load_run(Path(run_dir))
     # One thread, like the actors: on a loaded 2-core machine more threads only wait on each other.
     torch.set_num_threads(cfg.actor.threads)
@@ -248,7 +263,8 @@ def run_eval(
     best = max(range(len(prices)), key=lambda j: per_price[j]["revenue"])
     schedule = greedy_answers(env, nets[LEADER]).astype(np.int64)
     led = rollout(env, nets, "policy", seed=seed, greedy=greedy)
-    contextual = rollout(env, nets, "table", schedule, follower_context=True, seed=seed, greedy=greedy)
+    regret_on = schedule if regret_schedule is None else schedule_indices(regret_schedule, prices, k)
+    contextual = rollout(env, nets, "table", regret_on, follower_context=True, seed=seed, greedy=greedy)
 
     report: dict = {
         "run_dir": str(run_dir),
@@ -268,6 +284,7 @@ def run_eval(
         "best_constant_price": prices[best],
         "best_constant_revenue": per_price[best]["revenue"],
         "leader_minus_best_constant": led.leader_return - per_price[best]["revenue"],
+        "regret_schedule": [prices[a] for a in regret_on.tolist()],
         "contextual_follower_return": contextual.follower_returns,
     }
     if regret_steps > 0:
@@ -278,7 +295,7 @@ def run_eval(
                 env,
                 {**fresh, LEADER: nets[LEADER]},
                 "table",
-                schedule,
+                regret_on,
                 follower_context=False,
                 seed=seed,
                 greedy=greedy,
@@ -288,7 +305,7 @@ def run_eval(
             return float(np.mean(play_scratch(fresh).follower_returns))
 
         scratch_nets, info = train_scratch_followers(
-            cfg, schedule, regret_steps, max_episode_steps, plateau=plateau, evaluate=scratch_return
+            cfg, regret_on, regret_steps, max_episode_steps, plateau=plateau, evaluate=scratch_return
         )
         scratch = play_scratch(scratch_nets)
         regrets = [s - c for s, c in zip(scratch.follower_returns, contextual.follower_returns)]
@@ -329,6 +346,8 @@ def format_report(r: dict) -> str:
         f"{r['best_constant_revenue']:.2f}  (difference {r['leader_minus_best_constant']:+.2f})",
     ]
     if "follower_regret" in r:
+        if r["regret_schedule"] != r["leader_schedule"]:
+            lines.append(f"follower regret measured on the schedule {r['regret_schedule']}")
         for i, f in enumerate(fs):
             lines.append(
                 f"follower regret {f}: scratch ({r['scratch_training']['env_steps']:,} steps"

@@ -80,6 +80,23 @@ def test_eval_cli(tiny_run, tmp_path):
     assert len(report["per_price"]) == len(tiny_run.env.prices) and "follower_regret" not in report
 
 
+def test_regret_on_a_given_schedule_and_a_price_off_the_menu_is_refused(tiny_run):
+    from stackrl.deploy.cli import main
+    from stackrl.experiments.atari_eval import run_eval
+
+    prices = list(tiny_run.env.prices)
+    dear = [prices[-1]] * len(tiny_run.env.phase_edges)
+    report = run_eval(
+        tiny_run.run_dir, episodes=1, regret_steps=40, max_episode_steps=20, regret_schedule=dear
+    )
+    assert report["regret_schedule"] == dear and math.isfinite(report["follower_regret_mean"])
+    bad = ",".join(["0.3"] * len(dear))
+    res = CliRunner().invoke(
+        main, ["eval", str(tiny_run.run_dir), "--episodes", "1", "--regret-schedule", bad]
+    )
+    assert res.exit_code == 2 and "not on the menu" in res.output
+
+
 def test_search_reports_the_best_schedule_with_standard_errors(tiny_run):
     from stackrl.experiments.atari_search import format_search, run_search
 
