@@ -26,6 +26,7 @@ and raw revenue (leader).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -42,6 +43,8 @@ from stackrl.learner.models import PolicyNet, build_networks
 
 if TYPE_CHECKING:
     from stackrl.envs.atari_pricing import AtariPricingEnv
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -193,13 +196,25 @@ def train_scratch_followers(
     curve: list[tuple[int, float]] = []
     best, since, plateaued = -np.inf, 0, False
     next_eval = plateau.every if plateau is not None else None
+    report_every, next_report = max(int(steps) // 20, 1), max(int(steps) // 20, 1)
     while not learner.done:
         if learner.process(actor.unroll()) and not learner.done:
             actor.apply(broadcast())
+        if learner.env_steps >= next_report:  # progress: a line per 5% of the budget
+            next_report += report_every
+            log.info(
+                "scratch followers: %d / %d agent steps (%.0f s)", learner.env_steps, steps, time.time() - t0
+            )
         if next_eval is not None and plateau is not None and learner.env_steps >= next_eval:
             next_eval += plateau.every
             ret = float(evaluate({r: n for r, n in learner.nets.items()}))
             curve.append((learner.env_steps, ret))
+            log.info(
+                "scratch followers: %d agent steps, return %.1f (%.0f s)",
+                learner.env_steps,
+                ret,
+                time.time() - t0,
+            )
             if ret > best + plateau.min_delta:
                 best, since = ret, 0
             else:

@@ -18,7 +18,9 @@ there too (a positive regret means the searched revenue rests on a follower erro
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from stackrl.experiments.atari_eval import Plateau, eval_env, load_run, rollout,
 from stackrl.experiments.schedule_search import Estimate, Schedule, coordinate_search
 from stackrl.learner.evaluation import greedy_answers, play_first_episodes
 from stackrl.learner.models import build_networks
+
+log = logging.getLogger(__name__)
 
 
 def revenue_estimate(returns: np.ndarray) -> Estimate:
@@ -72,8 +76,21 @@ def run_search(
             env, nets, source, table, max_steps=10**7, seed=seed, sample_followers=not greedy
         )
 
+    evaluated = [0]
+
     def evaluate(schedule: Schedule) -> Estimate:
-        return revenue_estimate(play("table", np.asarray(schedule, np.int64)))
+        t0 = time.monotonic()
+        est = revenue_estimate(play("table", np.asarray(schedule, np.int64)))
+        evaluated[0] += 1
+        log.info(
+            "search: schedule %d %s revenue %.2f ± %.2f (%.0f s)",
+            evaluated[0],
+            [prices[a] for a in schedule],
+            est.mean,
+            est.se,
+            time.monotonic() - t0,
+        )
+        return est
 
     learned = tuple(int(a) for a in greedy_answers(env, nets[LEADER]))
     constants = [tuple([j] * k) for j in range(len(prices))]
