@@ -849,6 +849,10 @@ def eval_run(
                 click.echo(f"  {name}: {clip['frames']} frames, fire rate {clip['fire_rate']:.3f}")
     except (CheckpointError, ConfigError, ValueError) as e:
         _fail(str(e))
+    from stackrl.experiments.atari_eval import record_eval
+
+    kept = record_eval(run_dir, report)  # RUN/atari_eval.json, what `stackrl report` shows
+    click.echo(f"report kept in {kept}")
     if json_path:
         with open(json_path, "w") as f:
             json.dump(report, f, indent=2)

@@ -26,6 +26,7 @@ and raw revenue (leader).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -108,6 +109,26 @@ def rollout(
         steps=int(steps.mean()),
         episodes=b,
     )
+
+
+EVAL_FILE = "atari_eval.json"
+
+
+def record_eval(run_dir: str | Path, report: dict[str, Any]) -> Path:
+    """Merge `report` into RUN/atari_eval.json (a later `stackrl eval` with only --search or a
+    --regret-schedule adds its parts to what an earlier one measured); returns the file."""
+    path = Path(run_dir) / EVAL_FILE
+    kept: dict[str, Any] = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            kept = {}  # a torn write: this report replaces it
+    kept.update(report)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(kept, indent=2))
+    tmp.replace(path)
+    return path
 
 
 def schedule_indices(schedule: list[float], prices: list[float], phases: int) -> np.ndarray:
@@ -290,6 +311,7 @@ def run_eval(
         "max_episode_steps": env.base.max_episode_steps,
         "price_scale": cfg.env.price_scale,
         "env_steps_trained": int(state.get("env_steps", 0)),
+        "followers_from": cfg.learner.followers_from,
         "per_price": per_price,
         "leader_schedule": [prices[a] for a in schedule.tolist()],
         "leader_schedule_index": schedule.tolist(),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,17 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # discovery
+
+
+def discover_atari(roots: list[str | Path]) -> list[dict]:
+    """The `stackrl eval` reports (RUN/atari_eval.json) under the given roots."""
+    found = []
+    for root in roots:
+        for path in sorted(Path(root).rglob("atari_eval.json")):
+            data = _read_json(path)
+            data["_dir"] = str(path.parent)
+            found.append(data)
+    return found
 
 
 def discover(roots: list[str | Path]) -> tuple[dict[str, list[dict]], list[dict], list[dict]]:
@@ -653,6 +665,88 @@ def divergence_section(div: dict, out: Path, fig_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _pm(d: dict, key: str) -> str:
+    return f"{d[key]:.2f} ± {d[key + '_se']:.2f}"
+
+
+def atari_section(ev: dict, out: Path, fig_dir: Path) -> str:
+    """An Atari pricing run's `stackrl eval` report: demand by constant price, the learned schedule
+    against the best constant and the searched schedule, follower regret, and the clips' GIF."""
+    followers = ev.get("followers", ["follower_0"])
+    run = Path(ev["_dir"]).name
+    lines = [
+        f"## Atari pricing: `{run}` ({ev['game']})",
+        "",
+        f"Produced by `stackrl eval {ev['_dir']}` ({ev['episodes']} episodes per schedule, "
+        f"{ev['followers_act']} followers, episodes cut at {ev['max_episode_steps']} agent steps; the run "
+        f"trained {ev['env_steps_trained']:,} agent steps"
+        + (f", its followers pretrained in `{ev['followers_from']}`" if ev.get("followers_from") else "")
+        + ").",
+        "",
+    ]
+    header = ["constant price"]
+    for f in followers:
+        header += [f"FIRE / step {f}", f"return {f}"]
+    header.append("leader revenue")
+    body = []
+    for row in ev["per_price"]:
+        line = [row["price"]]
+        for i in range(len(followers)):
+            line += [row["fire_rate"][i], row["follower_return"][i]]
+        body.append([*line, row["revenue"]])
+    lines += [_table(header, body), ""]
+    lines.append(
+        f"- Learned schedule {ev['leader_schedule']}: revenue **{ev['leader_revenue']:.2f}**; best constant "
+        f"price {ev['best_constant_price']:g}: {ev['best_constant_revenue']:.2f}."
+    )
+    search = ev.get("search")
+    if search:
+        lines.append(
+            f"- Coordinate search ({search['schedules_evaluated']} schedules, {search['episodes_per_schedule']} "
+            f"episodes each, ± one standard error): best schedule {search['best_schedule']} earns "
+            f"{_pm(search, 'best_revenue')}; the learned leader {_pm(search, 'leader_revenue')} = "
+            f"**{search['leader_fraction_of_best']:.3f} ± {search['leader_fraction_of_best_se']:.3f}** of it."
+        )
+        if "best_schedule_follower_regret" in search:
+            regrets = ", ".join(f"{x:+.1f}" for x in search["best_schedule_follower_regret"])
+            lines.append(
+                f"- Follower regret on the searched schedule (scratch follower, {search['regret_steps']:,} "
+                f"steps cap): {regrets}."
+            )
+    if "follower_regret" in ev:
+        scratch = ev["scratch_training"]
+        stop = (
+            (", plateaued" if scratch.get("plateaued") else ", still improving at the cap")
+            if "plateaued" in scratch
+            else ""
+        )
+        regrets = ", ".join(
+            f"{s:.1f} - {c:.1f} = {r:+.1f}"
+            for s, c, r in zip(
+                ev["scratch_follower_return"], ev["contextual_follower_return"], ev["follower_regret"]
+            )
+        )
+        lines.append(
+            f"- Follower regret on {ev.get('regret_schedule', ev['leader_schedule'])} (a follower trained from "
+            f"scratch for {scratch['env_steps']:,} agent steps{stop}, minus the contextual follower): {regrets}."
+        )
+    video = ev.get("video")
+    if video and Path(video["gif"]).exists():
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        gif = fig_dir / f"atari_{_slug(run)}.gif"
+        shutil.copyfile(video["gif"], gif)
+        rates = ", ".join(f"{name}: {c['fire_rate']:.2f}" for name, c in video["clips"].items())
+        lines += [
+            "",
+            f"![the follower under a cheap price, a dear price and the learned schedule]({_rel(gif, out)})",
+            "",
+            f"Clips of game 0, left to right (FIRE actions per step: {rates}); a red bar marks a step "
+            "where the follower fired. The same clips are TensorBoard videos in the run's `tb/`.",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
 def generate(
     runs: list[str | Path], out: str | Path = "docs/results.md", fig_dir: str | Path | None = None
 ) -> Path:
@@ -669,7 +763,7 @@ def generate(
         "gap = exact − achieved.",
         "",
     ]
-    if not (collections or ablations or divergences):
+    if not (collections or ablations or divergences or discover_atari(runs)):
         parts.append("No runs found.")
     for name in sorted(collections):
         parts.append(main_section(name, collections[name], out, fig_dir))
@@ -677,6 +771,8 @@ def generate(
         parts.append(ablation_section(ab, out, fig_dir))
     for div in divergences:
         parts.append(divergence_section(div, out, fig_dir))
+    for ev in discover_atari(runs):
+        parts.append(atari_section(ev, out, fig_dir))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts).rstrip() + "\n")
     return out

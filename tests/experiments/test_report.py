@@ -368,3 +368,56 @@ def test_equilibrium_cell_counts_agreement_and_the_worst_regret():
     ]
     assert equilibrium_cell(checks, 2) == "1/2 (regret max 3)"
     assert equilibrium_cell([], 3) == "–"  # runs from before the check
+
+
+def test_an_atari_eval_report_becomes_a_section_with_the_searched_fraction_and_the_gif(tmp_path):
+    from PIL import Image
+    from stackrl.experiments.atari_eval import record_eval
+
+    run = tmp_path / "runs" / "si"
+    run.mkdir(parents=True)
+    gif = run / "follower_prices.gif"
+    Image.new("RGB", (4, 4)).save(gif)
+    per_price = [
+        {"price": p, "fire_rate": [f], "fire_prob": [f], "follower_return": [r], "revenue": v, "steps": 9}
+        for p, f, r, v in [(0.0, 0.9, 200.0, 0.0), (0.5, 0.1, 50.0, 12.5)]
+    ]
+    record_eval(
+        run,
+        {
+            "run_dir": str(run),
+            "game": "space_invaders_pricing",
+            "followers": ["follower_0"],
+            "episodes": 16,
+            "followers_act": "sampled",
+            "max_episode_steps": 2500,
+            "env_steps_trained": 1000,
+            "followers_from": "runs/pre",
+            "per_price": per_price,
+            "leader_schedule": [0.0, 0.5],
+            "leader_revenue": 30.0,
+            "best_constant_price": 0.5,
+            "best_constant_revenue": 12.5,
+        },
+    )
+    # a later `stackrl eval --search --video --skip-report` adds its parts to the same file
+    search = {
+        "schedules_evaluated": 7,
+        "episodes_per_schedule": 16,
+        "best_schedule": [0.0, 0.5],
+        "best_revenue": 31.0,
+        "best_revenue_se": 2.0,
+        "leader_revenue": 30.0,
+        "leader_revenue_se": 1.5,
+        "leader_fraction_of_best": 0.968,
+        "leader_fraction_of_best_se": 0.08,
+    }
+    video = {"gif": str(gif), "clips": {"price 0": {"frames": 3, "fire_rate": 0.9}}, "tensorboard": "tb"}
+    record_eval(run, {"search": search, "video": video})
+    out = tmp_path / "docs" / "results.md"
+    generate([tmp_path / "runs"], out)
+    text = out.read_text()
+    assert "## Atari pricing: `si` (space_invaders_pricing)" in text
+    assert "**0.968 ± 0.080** of it" in text and "best constant price 0.5: 12.50" in text
+    assert "pretrained in `runs/pre`" in text
+    assert (out.parent / "figures" / "atari_si.gif").exists() and "figures/atari_si.gif" in text
