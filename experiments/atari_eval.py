@@ -283,6 +283,8 @@ def run_eval(
     prices = [float(p) for p in cfg.env.prices]
     k = env.num_queries
 
+    # a schedule off the menu fails here, before minutes of rollouts
+    fixed_schedule = None if regret_schedule is None else schedule_indices(regret_schedule, prices, k)
     per_price: list[dict[str, Any]] = []
     for j, price in enumerate(prices):
         r = rollout(env, nets, "table", np.full(k, j, np.int64), seed=seed, greedy=greedy)
@@ -299,7 +301,7 @@ def run_eval(
     best = max(range(len(prices)), key=lambda j: per_price[j]["revenue"])
     schedule = greedy_answers(env, nets[LEADER]).astype(np.int64)
     led = rollout(env, nets, "policy", seed=seed, greedy=greedy)
-    regret_on = schedule if regret_schedule is None else schedule_indices(regret_schedule, prices, k)
+    regret_on = schedule if fixed_schedule is None else fixed_schedule
     contextual = rollout(env, nets, "table", regret_on, follower_context=True, seed=seed, greedy=greedy)
 
     report: dict = {

@@ -93,7 +93,9 @@ def test_grpc_smoke(game, tmp_path):
     cfg = tiny_config(
         game,
         tmp_path,
-        [{"kind": "pretrain", "env_steps": 120}, {"kind": "leader", "env_steps": 80}],
+        # leader: 200 steps over 2 games ends one 60-step episode per game, and the preset's leader
+        # learns from whole episodes (actor.leader_trajectories: episodes)
+        [{"kind": "pretrain", "env_steps": 120}, {"kind": "leader", "env_steps": 200}],
     )
     before = initial_weights(cfg)
     result = run_local(cfg, cfg.run_dir, progress=False)
@@ -106,7 +108,7 @@ def test_grpc_smoke(game, tmp_path):
     assert all(0 <= a < len(cfg.env.prices) for a in saved["leader_answers"])
     fv = saved["follower_value"]
     assert (len(fv) if isinstance(fv, list) else 1) == len(followers)
-    assert saved["env_steps"]["total"] >= 200
+    assert saved["env_steps"]["total"] >= 320
     assert saved["updates"].get(LEADER, 0) > 0
     state = load_checkpoint(cfg.run_dir / "checkpoint.pt")
     for f in followers:
