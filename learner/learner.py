@@ -54,9 +54,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Learner:
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path | None = None, evaluate: bool = True):
+    def __init__(
+        self, cfg: ExperimentConfig, run_dir: Path | None = None, evaluate: bool = True, fresh: bool = True
+    ):
         """`evaluate=False`: no greedy evaluations (a caller that evaluates the nets itself, e.g. a
-        follower trained from scratch against a fixed leader table)."""
+        follower trained from scratch against a fixed leader table). `fresh=False`: the caller
+        restores a checkpoint next (`resume`), so `learner.followers_from` is not read: the run's own
+        checkpoint holds the followers, and the source run need not exist any more."""
         self.run_dir = Path(run_dir) if run_dir is not None else None
         cfg = store_probe_set_with_run(cfg, self.run_dir)
         self.device = resolve_device(cfg.learner.device)
@@ -67,7 +71,7 @@ class Learner:
         self.spec = env_spec(self.evaluator.env)
         self.followers = self.spec.roles[1:]
         self.step = UpdateStep(cfg, self.spec, self.device)
-        if cfg.learner.followers_from:
+        if cfg.learner.followers_from and fresh:
             loaded = self.step.load_followers(Path(cfg.learner.followers_from))
             log.info("followers %s start from %s", ", ".join(loaded), cfg.learner.followers_from)
         self.schedule = Schedule(cfg.schedule, self.followers)

@@ -85,7 +85,7 @@ class LearnerServer:
         check_bind(cfg.server, self.token)  # before building the learner: fail fast and cheaply
         # Read the TLS files now too: a bad path must fail before the learner writes into the run.
         server_credentials(cfg.server)
-        self.learner = Learner(cfg, self.run_dir)
+        self.learner = Learner(cfg, self.run_dir, fresh=not resume)
         self.cfg = cfg = self.learner.cfg  # with the probe set's path and hash pinned, if any
         if resume:
             if self.run_dir is None:

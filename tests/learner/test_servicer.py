@@ -264,3 +264,33 @@ def test_a_resumed_service_counts_rejections_on_from_its_checkpoint(tmp_path):
     assert server.learner.rejected == 4  # the checkpoint's copy follows the servicer's count
     server.learner.save()
     assert load_checkpoint(run_dir / "checkpoint.pt")["counters"]["rejected"] == 4
+
+
+def test_a_resumed_run_takes_its_followers_from_its_checkpoint_not_from_followers_from(tmp_path):
+    """`learner.followers_from` seeds a fresh run only: on resume the run's own checkpoint holds the
+    followers, so the source run may be gone (and would be wrong: the followers trained since)."""
+    import shutil
+
+    import torch
+
+    source = LearnerServer(make_cfg(), tmp_path / "source")
+    source.learner.save()
+    source.close(grace_s=0)
+    cfg = dataclasses.replace(
+        make_cfg(), learner=dataclasses.replace(make_cfg().learner, followers_from=str(tmp_path / "source"))
+    )
+    run_dir = tmp_path / "run"
+    first = LearnerServer(cfg, run_dir)
+    with torch.no_grad():
+        for p in first.learner.step.nets["follower_0"].parameters():
+            p.add_(0.5)  # what the followers learned in this run
+    trained = {k: v.clone() for k, v in first.learner.step.nets["follower_0"].state_dict().items()}
+    first.learner.save()
+    first.close(grace_s=0)
+    shutil.rmtree(tmp_path / "source")
+    resumed = LearnerServer(cfg, run_dir, resume=True)
+    try:
+        state = resumed.learner.step.nets["follower_0"].state_dict()
+        assert all(torch.equal(state[k], v) for k, v in trained.items())
+    finally:
+        resumed.close(grace_s=0)
