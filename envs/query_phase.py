@@ -110,6 +110,9 @@ class StackelbergEnv:
         self._answers = np.zeros((b, self.num_queries), np.int64)
         self._returns = {r: np.zeros(b, np.float64) for r in self.roles}
         self._base_obs: dict[str, np.ndarray] = {}
+        # Base-game steps taken since this env was made, for callers that account for the play an
+        # evaluation cost (an Atari episode has no fixed length to multiply by).
+        self.play_steps_taken = 0
 
     # -- leader source ------------------------------------------------------------------------
     def set_leader_source(self, source: str, table: np.ndarray | None = None) -> None:
@@ -239,6 +242,7 @@ class StackelbergEnv:
         # Play steps: the base game moves for games in play.
         in_play = ~in_query
         env_steps = int(in_play.sum())
+        self.play_steps_taken += env_steps
         if env_steps:
             base_actions = {LEADER: a_l}
             for r in self.followers:

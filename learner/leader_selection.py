@@ -115,9 +115,12 @@ class LeaderSelection:
         self._offer_table(phase, nets, best)
 
     def _play_table(self, nets: dict[str, PolicyNet], table: np.ndarray) -> EvalResult:
-        """One greedy evaluation of the leader playing `table`; its play steps are counted."""
+        """One greedy evaluation of the leader playing `table`; the base-game steps it took are counted
+        (all games until the last finishes its first episode: what the play cost, at any episode length)."""
+        env = self.evaluator.env
+        before = env.play_steps_taken
         res = self.evaluator.play(nets, source="table", table=table)
-        self.screen_env_steps += res.episodes * (self.cfg.env.episode_length or 10)
+        self.screen_env_steps += env.play_steps_taken - before
         return res
 
     def _judge_contenders(self, scored: list[Screened], nets: dict[str, PolicyNet]) -> list[Screened]:

@@ -118,3 +118,24 @@ def test_a_run_that_opens_with_a_screened_leader_phase_screens_before_it_starts(
     learner = Learner(cfg, None)
     assert learner.selection is not None and learner.selection.screened == 8
     assert len(learner.selection.restart_tables) == 8 and learner.selection.best.offers == 1
+
+
+def test_the_screen_counts_the_play_steps_it_took_at_the_games_own_episode_length():
+    """battle_of_the_sexes is one step long unless env.episode_length says otherwise: the screen's
+    cost is what its evaluations played (an Atari episode has no fixed length either), not a
+    guessed 10 steps per episode."""
+    from stackrl.learner.learner import Learner
+
+    phases = [
+        {"kind": "pretrain", "env_steps": 100},
+        {"kind": "leader", "env_steps": 300, "restarts": 2, "restart_confidence": 0.9, "screen": 4},
+    ]
+    cfg = build_config("battle_of_the_sexes", "meta", fields={"schedule": {"phases": phases}})
+    learner = Learner(cfg, None)
+    sel = learner.selection
+    assert sel is not None
+    sel.screen(learner.schedule.phases[1], learner.nets, seed=1, metrics=learner.metrics, step=0)
+    # one play step per game of each screened table's evaluation (the offer's check is an evaluation,
+    # which, like the periodic ones, is not counted)
+    assert sel.screened == 4
+    assert sel.result_fields()["selection_env_steps"] == 4 * learner.evaluator.env.num_games
