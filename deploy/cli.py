@@ -811,7 +811,7 @@ def eval_run(
 ) -> None:
     """Evaluate an Atari pricing run: per-price fire rates, leader vs constant prices, follower regret;
     optionally a schedule search (--search) and clips of the follower (--video)."""
-    from stackrl.experiments.atari_eval import format_report, run_eval
+    from stackrl.experiments.atari_eval import format_report, record_eval, run_eval
     from stackrl.learner.checkpoint import CheckpointError
 
     report: dict = {}
@@ -849,8 +849,6 @@ def eval_run(
                 click.echo(f"  {name}: {clip['frames']} frames, fire rate {clip['fire_rate']:.3f}")
     except (CheckpointError, ConfigError, ValueError) as e:
         _fail(str(e))
-    from stackrl.experiments.atari_eval import record_eval
-
     kept = record_eval(run_dir, report)  # RUN/atari_eval.json, what `stackrl report` shows
     click.echo(f"report kept in {kept}")
     if json_path:

@@ -753,6 +753,7 @@ def generate(
     out = Path(out)
     fig_dir = Path(fig_dir) if fig_dir is not None else out.parent / "figures"
     collections, ablations, divergences = discover(runs)
+    atari = discover_atari(runs)
     roots = " ".join(f"--runs {r}" for r in runs)
     parts = [
         "# stackrl results",
@@ -763,7 +764,7 @@ def generate(
         "gap = exact − achieved.",
         "",
     ]
-    if not (collections or ablations or divergences or discover_atari(runs)):
+    if not (collections or ablations or divergences or atari):
         parts.append("No runs found.")
     for name in sorted(collections):
         parts.append(main_section(name, collections[name], out, fig_dir))
@@ -771,7 +772,7 @@ def generate(
         parts.append(ablation_section(ab, out, fig_dir))
     for div in divergences:
         parts.append(divergence_section(div, out, fig_dir))
-    for ev in discover_atari(runs):
+    for ev in atari:
         parts.append(atari_section(ev, out, fig_dir))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts).rstrip() + "\n")
